@@ -1,0 +1,1 @@
+"""TokOne core: app factory, hookspecs, config, pipeline, storage and CLI."""

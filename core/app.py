@@ -1,0 +1,62 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request, Response, get
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from tokone.core.config import Config
+from tokone.core.errors import GatewayError
+from tokone.core.gateway import Gateway
+from tokone.core.ingress import error_response, family_for_path
+from tokone.core.logs import configure_logging
+from tokone.core.routes_openai import openai_handlers
+
+_HTTP_KINDS = {
+    400: "invalid_request",
+    401: "authentication",
+    403: "forbidden",
+    404: "not_found",
+    405: "invalid_request",
+    413: "too_large",
+    429: "rate_limited",
+}
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Litestar's own errors (unknown path, wrong method, body too large) in the family's shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    kind = _HTTP_KINDS.get(status, "internal")
+    message = exc.detail if isinstance(exc, HTTPException) else "Internal error."
+    if status == 404:
+        message = f"Unknown path: {request.method} {request.url.path}"
+    family = family_for_path(request.url.path, request.headers)
+    return error_response(family, GatewayError(kind, str(message), status=status))
+
+
+def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
+    """Build the ASGI app for `config` (or an already-built `gateway`)."""
+    configure_logging(config.server.log_level)
+    gateway = gateway or Gateway(config)
+
+    @get("/healthz", name="healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    extra: list[Any] = [h for found in gateway.hook.routes(gateway=gateway) for h in found or ()]
+    app = Litestar(
+        route_handlers=[*openai_handlers(gateway), healthz, *extra],
+        on_startup=[gateway.start],
+        on_shutdown=[gateway.stop],
+        exception_handlers={
+            HTTPException: http_exception_handler,
+            Exception: http_exception_handler,
+        },
+        request_max_body_size=config.server.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="TokOne", version="0.1.0", path="/schema"),
+        debug=False,
+    )
+    app.state.gateway = gateway
+    return app

@@ -1,0 +1,12 @@
+"""The ASGI entry point `tokone serve` hands to uvicorn (one app per worker process)."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from tokone.core.app import create_app
+from tokone.core.config import load_config
+
+
+def app() -> Litestar:
+    """Build the app from `$TOKONE_CONFIG` (set by `tokone serve`) or ./tokone.toml."""
+    return create_app(load_config())

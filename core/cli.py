@@ -1,0 +1,375 @@
+"""The `tokone` command line: serve, migrate, and manage accounts, keys and plugins."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Annotated
+
+import typer
+from sqlalchemy import func
+from sqlmodel import Session, select
+from tokone.core import accounts as ops
+from tokone.core.config import Config, ConfigError, load_config
+from tokone.core.db import make_engine, upgrade
+from tokone.core.models import Account, ApiKey, UsageRecord
+
+app = typer.Typer(
+    help="TokOne: one key for OpenAI-, Anthropic- and Gemini-compatible APIs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Accounts and their prepaid balances.", no_args_is_help=True)
+keys_app = typer.Typer(help="User API keys (shown once, stored hashed).", no_args_is_help=True)
+plugins_app = typer.Typer(help="Loaded plugins.", no_args_is_help=True)
+config_app = typer.Typer(help="The tokone.toml file.", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"),
+    (accounts_app, "accounts"),
+    (keys_app, "keys"),
+    (plugins_app, "plugins"),
+    (config_app, "config"),
+):
+    app.add_typer(sub, name=name)
+
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config", "-c", help="Path to tokone.toml (default: $TOKONE_CONFIG or ./tokone.toml)."
+    ),
+]
+_state: dict[str, str | None] = {"config": None}
+
+
+@app.callback()
+def main(config: ConfigOption = None) -> None:
+    """Global options."""
+    _state["config"] = config
+
+
+def fail(message: str) -> typer.Exit:
+    """Print `message` to stderr and return an Exit with status 1 (to raise)."""
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(1)
+
+
+def config_or_exit() -> Config:
+    """Load the config or exit with its one-line error."""
+    try:
+        return load_config(_state["config"])
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+def migrated_engine(config: Config):
+    """An engine on an up-to-date database (SQLite is upgraded in place on first use)."""
+    if config.database.url.startswith("sqlite"):
+        upgrade(config.database.url)
+    return make_engine(config.database.url)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default: [server] host).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: [server] port).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: [server] workers).")
+    ] = None,
+) -> None:
+    """Run the gateway. An SQLite database is created and upgraded on the way up."""
+    import uvicorn
+
+    config = config_or_exit()
+    if config.database.url.startswith("sqlite"):
+        upgrade(config.database.url)
+    if config.path and config.path != "<defaults>":
+        os.environ["TOKONE_CONFIG"] = os.path.abspath(config.path)
+    host = host or config.server.host
+    port = port or config.server.port
+    workers = workers or config.server.workers
+    typer.echo(
+        f"TokOne listening on http://{host}:{port} ({workers} worker(s), config {config.path})",
+        err=True,
+    )
+    uvicorn.run(
+        "tokone.core.asgi:app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        loop="auto",
+        http="auto",
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply database migrations (SQLite or PostgreSQL, from [database] url)."""
+    config = config_or_exit()
+    upgrade(config.database.url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: str, group: Annotated[str, typer.Option(help="Pricing group.")] = "default"
+) -> None:
+    """Create an account with a zero balance."""
+    config = config_or_exit()
+    if group not in config.groups:
+        raise fail(f"unknown group {group!r}; groups in {config.path}: {', '.join(config.groups)}")
+    try:
+        account = ops.create_account(migrated_engine(config), name, group)
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"created account {account.name} (id {account.id}, group {account.group})")
+
+
+@accounts_app.command("topup")
+def accounts_topup(
+    name: str,
+    amount: Annotated[str, typer.Argument(help="Amount in currency units, e.g. 10 or 2.5.")],
+) -> None:
+    """Add prepaid balance to an account (a `topup` ledger entry)."""
+    config = config_or_exit()
+    try:
+        micro = ops.parse_amount(amount)
+        balance = ops.add_entry(migrated_engine(config), name, "topup", micro, actor="cli")
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{name}: +{ops.format_amount(micro)}, balance {ops.format_amount(balance)}")
+
+
+@accounts_app.command("show")
+def accounts_show(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Balance, group, usage totals and keys of one account."""
+    config = config_or_exit()
+    engine = migrated_engine(config)
+    with Session(engine) as session:
+        try:
+            account = ops.get_account(session, name)
+        except ops.AccountError as exc:
+            raise fail(str(exc)) from None
+        keys = session.exec(select(ApiKey).where(ApiKey.account_id == account.id)).all()
+        requests, tokens_in, tokens_out, cost = session.exec(
+            select(
+                func.count(UsageRecord.id),
+                func.coalesce(func.sum(UsageRecord.input_tokens), 0),
+                func.coalesce(func.sum(UsageRecord.output_tokens), 0),
+                func.coalesce(func.sum(UsageRecord.cost), 0),
+            ).where(UsageRecord.account_id == account.id)
+        ).one()
+    data = {
+        "name": account.name,
+        "id": account.id,
+        "group": account.group,
+        "multiplier_override": account.multiplier_override,
+        "balance": ops.format_amount(account.balance),
+        "balance_micro": account.balance,
+        "held_micro": account.held,
+        "usage": {
+            "requests": requests,
+            "input_tokens": int(tokens_in),
+            "output_tokens": int(tokens_out),
+            "cost": ops.format_amount(int(cost)),
+            "cost_micro": int(cost),
+        },
+        "keys": [
+            {
+                "id": k.id,
+                "name": k.name,
+                "prefix": k.prefix,
+                "status": k.status,
+                "models": [m for m in k.models.split(",") if m],
+                "expires_at": k.expires_at,
+            }
+            for k in keys
+        ],
+    }
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    typer.echo(f"account  {account.name} (id {account.id})\ngroup    {account.group}")
+    typer.echo(f"balance  {data['balance']}  (held {ops.format_amount(account.held)})")
+    typer.echo(
+        f"usage    {requests} requests, {tokens_in} input + {tokens_out} output tokens, "
+        f"cost {data['usage']['cost']}"
+    )
+    typer.echo("keys" if keys else "keys     none")
+    for k in keys:
+        typer.echo(f"  {k.id:>4}  {k.prefix:<14} {k.status:<9} {k.name}")
+
+
+@accounts_app.command("list")
+def accounts_list() -> None:
+    """All accounts with their balances."""
+    config = config_or_exit()
+    with Session(migrated_engine(config)) as session:
+        rows = session.exec(select(Account).order_by(Account.name)).all()
+    typer.echo(f"{'NAME':<24} {'GROUP':<12} {'BALANCE':>16}")
+    for account in rows:
+        typer.echo(
+            f"{account.name:<24} {account.group:<12} {ops.format_amount(account.balance):>16}"
+        )
+
+
+@accounts_app.command("check")
+def accounts_check(name: str) -> None:
+    """Recompute an account's balance from its ledger and compare with the cached one."""
+    config = config_or_exit()
+    try:
+        result = ops.reconcile(migrated_engine(config), name)
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"balance {ops.format_amount(result.balance)} (ledger "
+        f"{ops.format_amount(result.ledger_balance)}), held {result.held} "
+        f"(open holds {result.open_holds}): {'OK' if result.ok else 'MISMATCH'}"
+    )
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option(help="Account the key bills to.")],
+    name: Annotated[str, typer.Option(help="A label for listings.")] = "",
+    models: Annotated[
+        str, typer.Option(help="Comma-separated models the key may use (default: all).")
+    ] = "",
+    expires_in: Annotated[float | None, typer.Option(help="Days until the key expires.")] = None,
+) -> None:
+    """Create a key. It is printed once, alone on the last line; only its hash is stored."""
+    config = config_or_exit()
+    from tokone.core.keys import KeyHasher
+
+    try:
+        row, key = ops.create_key(
+            migrated_engine(config),
+            KeyHasher(config.server.secret),
+            config.server.key_prefix,
+            account,
+            name=name,
+            models=[m.strip() for m in models.split(",") if m.strip()],
+            expires_in_days=expires_in,
+        )
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"created key {row.id} for {account}; store it now, it is not shown again:", err=True
+    )
+    typer.echo(key)
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str | None, typer.Option(help="Only this account's keys.")] = None,
+) -> None:
+    """Keys (id, visible prefix, status, account) — never the keys themselves."""
+    config = config_or_exit()
+    try:
+        rows = ops.list_keys(migrated_engine(config), account)
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"{'ID':>4}  {'PREFIX':<14} {'STATUS':<9} {'ACCOUNT':<16} {'EXPIRES':<20} NAME")
+    for key, account_name in rows:
+        expires = (
+            time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.expires_at)) if key.expires_at else "-"
+        )
+        typer.echo(
+            f"{key.id:>4}  {key.prefix:<14} {key.status:<9} {account_name:<16} {expires:<20} "
+            f"{key.name}"
+        )
+
+
+def _set_status(key_id: int, status: str) -> None:
+    config = config_or_exit()
+    try:
+        ops.set_key_status(migrated_engine(config), key_id, status)
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"key {key_id} {status}")
+
+
+@keys_app.command("disable")
+def keys_disable(key_id: int) -> None:
+    """Stop a key working (reversible with `enable`)."""
+    _set_status(key_id, "disabled")
+
+
+@keys_app.command("enable")
+def keys_enable(key_id: int) -> None:
+    """Let a disabled key work again."""
+    _set_status(key_id, "enabled")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: int) -> None:
+    """Stop a key working for good."""
+    _set_status(key_id, "revoked")
+
+
+@keys_app.command("rotate")
+def keys_rotate(key_id: int) -> None:
+    """Replace a key's secret; prints the new key on the last line; the old one stops at once."""
+    config = config_or_exit()
+    from tokone.core.keys import KeyHasher
+
+    try:
+        _row, key = ops.rotate_key(
+            migrated_engine(config),
+            KeyHasher(config.server.secret),
+            config.server.key_prefix,
+            key_id,
+        )
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"rotated key {key_id}; the old key no longer works. New key:", err=True)
+    typer.echo(key)
+
+
+@plugins_app.command("list")
+def plugins_list() -> None:
+    """The plugins this config loads, where each comes from, and the hooks it implements."""
+    from tokone.core.plugins import make_plugin_manager
+
+    config = config_or_exit()
+    pm, loaded = make_plugin_manager(config)
+    typer.echo(f"{'NAME':<16} {'SOURCE':<12} {'MODULE':<34} HOOKS")
+    for plugin in loaded:
+        hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(plugin.name)) or [])
+        typer.echo(f"{plugin.name:<16} {plugin.source:<12} {plugin.module:<34} {', '.join(hooks)}")
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate tokone.toml (and that every provider's adapter exists); exit 1 if it is bad."""
+    from tokone.core.plugins import make_plugin_manager
+
+    config = config_or_exit()
+    try:
+        pm, _ = make_plugin_manager(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    adapters: dict[str, object] = {}
+    for found in pm.hook.register_providers():
+        adapters.update(found or {})
+    for i, provider in enumerate(config.providers):
+        if provider.adapter not in adapters:
+            raise fail(
+                f"{config.path}: key providers[{i}].adapter: unknown adapter "
+                f"{provider.adapter!r} (expected one of: {', '.join(sorted(adapters))})"
+            )
+    typer.echo(
+        f"{config.path}: OK ({len(config.providers)} providers, {len(config.prices)} "
+        f"priced models, database {config.database.url.split('://')[0]})"
+    )

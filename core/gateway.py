@@ -1,0 +1,68 @@
+"""The Gateway: config, plugins, database and provider adapters, built once per process."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+from tokone.core.config import Config, ConfigError
+from tokone.core.db import make_engine
+from tokone.core.keys import KeyHasher
+from tokone.core.plugins import LoadedPlugin, make_plugin_manager
+from tokone.providers.base import Adapter
+
+
+class Gateway:
+    """Everything a request needs that outlives it; handed to every hook as `gateway`."""
+
+    def __init__(self, config: Config, engine: Engine | None = None) -> None:
+        self.config = config
+        self.pm, self.plugins = make_plugin_manager(config)
+        self.hook = self.pm.hook
+        self.engine = engine or make_engine(config.database.url)
+        self.hasher = KeyHasher(config.server.secret)
+        self.log = structlog.get_logger("tokone")
+        self.state: dict[str, Any] = {}
+        """Per-gateway state of plugins, keyed by plugin name."""
+        self.adapter_types = self._adapter_types()
+        self.adapters: dict[str, Adapter] = {}
+        for i, provider in enumerate(config.providers):
+            adapter_type = self.adapter_types.get(provider.adapter)
+            if adapter_type is None:
+                known = ", ".join(sorted(self.adapter_types))
+                raise ConfigError(
+                    f"{config.path}: key providers[{i}].adapter: unknown adapter "
+                    f"{provider.adapter!r} (expected one of: {known})"
+                )
+            self.adapters[provider.name] = adapter_type(provider)
+
+    def _adapter_types(self) -> dict[str, type[Adapter]]:
+        merged: dict[str, type[Adapter]] = {}
+        for found in reversed(self.hook.register_providers()):
+            merged.update(found or {})
+        return merged
+
+    def plugin_table(self) -> list[LoadedPlugin]:
+        """The loaded plugins, in registration order."""
+        return list(self.plugins)
+
+    async def start(self) -> None:
+        """Run every plugin's `startup` hook."""
+        await gather_awaitables(self.hook.startup(gateway=self))
+
+    async def stop(self) -> None:
+        """Run every plugin's `shutdown` hook, then close upstream connections."""
+        await gather_awaitables(self.hook.shutdown(gateway=self))
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+
+
+async def gather_awaitables(results: Iterable[Any]) -> list[Any]:
+    """Await the awaitable results of an all-run hook, in order; pass the others through."""
+    out = []
+    for result in results:
+        out.append(await result if inspect.isawaitable(result) else result)
+    return out

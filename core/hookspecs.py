@@ -1,0 +1,120 @@
+"""TokOne's hooks: the table of contents of the gateway.
+
+A request goes through them in this order::
+
+    authenticate -> admit -> route -> (adapter sends) -> price -> meter
+
+plus `register_providers` (which wire formats exist), `routes` (extra HTTP endpoints) and
+`startup` / `shutdown` (background work). Plugins implement them with ``@hookimpl``::
+
+    from tokone.core.hookspecs import hookimpl
+
+    @hookimpl(wrapper=True)
+    def price(call, usage, gateway):
+        charge = yield
+        charge.amount = max(charge.amount, 100)  # a minimum charge of 100 micro-units
+        return charge
+
+Hooks that *decide* are ``firstresult`` (the first non-None answer wins; a wrapper may adjust
+it); hooks that *observe* run every implementation. Refusals are raised as
+:class:`tokone.core.errors.GatewayError`, which the core answers in the caller's API family's
+error shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from tokone.core.gateway import Gateway
+    from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
+    from tokone.providers.base import Adapter
+
+PROJECT = "tokone"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_providers() -> dict[str, type[Adapter]]:
+    """Return the provider adapters this plugin brings, by adapter name.
+
+    All implementations run and their dicts are merged (later plugins win on a name clash),
+    so a third-party package can add a wire format that `[[providers]] adapter = "..."` then
+    names in `tokone.toml`.
+    """
+
+
+@hookspec(firstresult=True)
+def authenticate(key: str, gateway: Gateway) -> Principal | None:
+    """Resolve a client's key to a :class:`Principal`, or return None if it is unknown.
+
+    firstresult: one scheme recognises the key and the rest need not look. Raise
+    ``GatewayError.forbidden`` for a key that is known but disabled, revoked or expired.
+    Called on every request, so keep it in memory (cache) where you can.
+    """
+
+
+@hookspec
+def admit(call: Call, gateway: Gateway) -> None:
+    """Decide whether `call` may go upstream; raise a GatewayError to refuse it.
+
+    All implementations run (each is one independent check: model allowed, rate limits,
+    balance hold). Whatever an implementation reserves here (a hold, a concurrency slot) it
+    must give back in `meter`, which runs for every admitted call, failed ones included.
+    """
+
+
+@hookspec(firstresult=True)
+def route(call: Call, gateway: Gateway) -> list[Candidate] | None:
+    """Return the upstream candidates for `call`, best first.
+
+    firstresult: one routing policy decides. The core tries the candidates in order and
+    fails over to the next on connect errors, timeouts, 429 and 5xx, but only before the
+    first byte has reached the client. An empty list means the model is unknown (404).
+    """
+
+
+@hookspec(firstresult=True)
+def price(call: Call, usage: Usage, gateway: Gateway) -> Charge | None:
+    """Return what `usage` costs the caller, in integer micro-units.
+
+    firstresult: one pricing policy decides; another policy can wrap it with
+    ``@hookimpl(wrapper=True)`` to adjust the amount (a discount, a minimum charge).
+    """
+
+
+@hookspec
+def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
+    """Observe a finished call: settle its hold, record usage, log, count metrics.
+
+    All implementations run, after the response has been sent, for every admitted call
+    (successful, failed or cut). They must not block: queue writes and return.
+    """
+
+
+@hookspec
+def routes(gateway: Gateway) -> list[Any]:
+    """Return extra Litestar route handlers (admin API, dashboards) to mount.
+
+    All implementations run; their lists are concatenated.
+    """
+
+
+@hookspec
+def startup(gateway: Gateway) -> Awaitable[None] | None:
+    """Start background work when the server starts; may return an awaitable to await.
+
+    All implementations run, in registration order.
+    """
+
+
+@hookspec
+def shutdown(gateway: Gateway) -> Awaitable[None] | None:
+    """Flush and stop background work when the server stops; may return an awaitable.
+
+    All implementations run. Pending ledger and usage writes must be flushed here.
+    """

@@ -1,0 +1,87 @@
+"""What every endpoint family shares at the door: keys, body parsing, error responses."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request, Response
+from tokone.core.errors import GatewayError, error_bytes
+from tokone.core.types import Family
+
+QUERY_KEY_PARAMS = ("key", "api_key", "api-key")
+T = TypeVar("T")
+
+
+def new_request_id() -> str:
+    """A fresh request id, e.g. `req_9f1c…` (24 hex digits)."""
+    return "req_" + secrets.token_hex(12)
+
+
+def client_key(request: Request[Any, Any, Any]) -> str | None:
+    """The client's key from its headers; a key in the query string is refused (400).
+
+    The query check comes first and wins even when a header also carries a key: a key in a
+    URL ends up in proxy and server logs, so the client must learn to stop sending it.
+    """
+    query = request.scope.get("query_string", b"")
+    if query and any(f"{name}=".encode() in query for name in QUERY_KEY_PARAMS):
+        params = request.query_params
+        if any(name in params for name in QUERY_KEY_PARAMS):
+            raise GatewayError(
+                "key_in_query",
+                "API keys must not be sent in the URL. Send the key in the 'Authorization: "
+                "Bearer' (or 'x-api-key' / 'x-goog-api-key') header instead.",
+            )
+    headers = request.headers
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
+
+
+def decode_body(raw: bytes, schema: type[T]) -> T:
+    """Decode the few fields the gateway needs; a bad body is a 400, never a 500."""
+    if not raw:
+        raise GatewayError("invalid_request", "The request body is empty; expected a JSON object.")
+    try:
+        return msgspec.json.decode(raw, type=schema)
+    except msgspec.ValidationError as exc:
+        message, _, where = str(exc).partition(" - at ")
+        field = where.removeprefix("$").lstrip(".") or None
+        raise GatewayError(
+            "invalid_request",
+            f"Invalid request body: {message}" + (f" (at '{field}')" if field else ""),
+            param=field,
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise GatewayError(
+            "invalid_request", f"The request body is not valid JSON: {exc}"
+        ) from None
+
+
+def error_response(
+    family: Family, error: GatewayError, request_id: str | None = None
+) -> Response[bytes]:
+    """`error` as a response in `family`'s shape, with its status and headers."""
+    headers = dict(error.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(
+        error_bytes(family, error),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def family_for_path(path: str, headers: Any) -> Family:
+    """Guess the family of a request the router could not match (for 404/405/413 bodies)."""
+    if path.startswith("/v1beta") or ":" in path.rsplit("/", 1)[-1]:
+        return Family.GEMINI
+    if path.startswith("/v1/messages") or "anthropic-version" in headers:
+        return Family.ANTHROPIC
+    return Family.OPENAI

@@ -1,0 +1,197 @@
+"""The way of a request: authenticate, route, admit, send with failover, price, meter.
+
+One pipeline serves every endpoint family; ingress modules build a :class:`Call` and hand it
+here, and turn a :class:`GatewayError` into their family's error shape.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from litestar import Response
+from litestar.response import Stream
+from tokone.core.errors import GatewayError, sse_error_event
+from tokone.core.gateway import Gateway, gather_awaitables
+from tokone.core.tokens import estimate_chars
+from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
+from tokone.providers.base import UpstreamError, UpstreamReply
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def authenticate(gateway: Gateway, key: str | None) -> Principal:
+    """Resolve the client's key or raise 401; known-but-unusable keys raise 403 in the hook."""
+    if not key:
+        raise GatewayError(
+            "authentication",
+            "Missing API key. Send it as 'Authorization: Bearer <key>', 'x-api-key' or "
+            "'x-goog-api-key'.",
+        )
+    principal = gateway.hook.authenticate(key=key, gateway=gateway)
+    if inspect.isawaitable(principal):
+        principal = await principal
+    if principal is None:
+        raise GatewayError("authentication", f"Incorrect API key provided: {mask(key)}.")
+    return principal
+
+
+def mask(key: str) -> str:
+    """A key as it may appear in a message: never more than its first and last few characters."""
+    return key[:5] + "…" + key[-2:] if len(key) > 10 else "…"
+
+
+async def run(gateway: Gateway, call: Call) -> Response[Any] | Stream:
+    """Serve one admitted-and-authenticated inference call; raise GatewayError to refuse it."""
+    candidates = gateway.hook.route(call=call, gateway=gateway) or []
+    if not candidates:
+        raise GatewayError(
+            "model_not_found",
+            f"The model '{call.model}' does not exist or you do not have access to it. "
+            "GET /v1/models lists the models your key can use.",
+            param="model",
+        )
+    try:
+        await gather_awaitables(gateway.hook.admit(call=call, gateway=gateway))
+        candidate, reply = await open_upstream(gateway, call, candidates)
+    except GatewayError as error:
+        meter(
+            gateway,
+            call,
+            Outcome(status=error.status, usage=Usage(), charge=None, error=error.message),
+        )
+        raise
+    except BaseException as error:  # cancelled (client gone) or a bug: release the hold
+        meter(
+            gateway,
+            call,
+            Outcome(status=499, usage=Usage(), charge=None, error=type(error).__name__),
+        )
+        raise
+    if reply.stream is None:
+        outcome = finish(gateway, call, candidate, reply.status, reply.usage)
+        meter(gateway, call, outcome)
+        headers = {**reply.headers, "x-request-id": call.request_id}
+        return Response(
+            reply.body,
+            status_code=reply.status,
+            headers=headers,
+            media_type=reply.headers.get("content-type", "application/json"),
+        )
+    headers = {**SSE_HEADERS, "x-request-id": call.request_id}
+    return Stream(
+        relay(gateway, call, candidate, reply),
+        status_code=reply.status,
+        headers=headers,
+        media_type="text/event-stream",
+    )
+
+
+async def open_upstream(
+    gateway: Gateway, call: Call, candidates: list[Candidate]
+) -> tuple[Candidate, UpstreamReply]:
+    """Try the candidates in order until one answers; fail over only on retryable errors."""
+    last: UpstreamError | None = None
+    for candidate in candidates:
+        try:
+            return candidate, await candidate.adapter.send(call, candidate.upstream_model)
+        except UpstreamError as error:
+            last = error
+            call.extra.setdefault("failures", []).append((candidate.provider.name, str(error)))
+            if not error.retryable:
+                break
+    assert last is not None
+    raise upstream_failure(last)
+
+
+def upstream_failure(error: UpstreamError) -> GatewayError:
+    """The client-facing error for an upstream that could not serve the call."""
+    if error.timeout:
+        return GatewayError("timeout", f"Upstream timed out: {error}")
+    if error.status in (401, 403):
+        return GatewayError("upstream", "The upstream rejected the gateway's credentials.")
+    if 400 <= error.status < 500 and error.status != 429:
+        kind = "not_found" if error.status == 404 else "invalid_request"
+        return GatewayError(kind, upstream_message(error), status=error.status)
+    if error.status == 429:
+        headers = {"retry-after": f"{error.retry_after:g}"} if error.retry_after else {}
+        return GatewayError(
+            "unavailable", "All upstreams for this model are rate limited.", headers=headers
+        )
+    return GatewayError("upstream", f"Upstream failed: {error}")
+
+
+def upstream_message(error: UpstreamError) -> str:
+    """The upstream's own error message, if its body has one."""
+    try:
+        body = msgspec.json.decode(error.body)
+        inner = body.get("error", body)
+        return str(inner.get("message") or inner) if isinstance(inner, dict) else str(inner)
+    except (msgspec.DecodeError, AttributeError):
+        return error.body.decode(errors="replace")[:500] or str(error)
+
+
+async def relay(
+    gateway: Gateway, call: Call, candidate: Candidate, reply: UpstreamReply
+) -> AsyncIterator[bytes]:
+    """Relay a stream chunk by chunk; meter what was delivered however the stream ends."""
+    relay_state = reply.relay
+    assert reply.stream is not None and relay_state is not None
+    status, error_message = reply.status, None
+    try:
+        async for chunk in reply.stream:
+            out = relay_state.feed(chunk)
+            if out:
+                yield out
+        tail = relay_state.finish()
+        if tail:
+            yield tail
+        if not relay_state.finished:
+            raise UpstreamError(f"{candidate.provider.name}: stream ended before completing")
+    except UpstreamError as error:
+        status, error_message = (504 if error.timeout else 502), str(error)
+        failure = GatewayError(
+            "timeout" if error.timeout else "upstream", f"Stream failed: {error}"
+        )
+        yield sse_error_event(call.family, failure)
+    except BaseException as error:  # client went away (cancelled) or generator closed
+        status, error_message = 499, type(error).__name__
+        raise
+    finally:
+        await reply.aclose()
+        usage = relay_state.usage
+        if not relay_state.saw_usage:
+            usage.output_tokens = estimate_chars(relay_state.delivered_chars)
+            usage.input_tokens = call.extra.get("input_estimate", 0)
+            usage.estimated = True
+        outcome = finish(gateway, call, candidate, status, usage)
+        outcome.error = error_message
+        meter(gateway, call, outcome)
+
+
+def finish(
+    gateway: Gateway, call: Call, candidate: Candidate, status: int, usage: Usage
+) -> Outcome:
+    """Price the usage and build the outcome the meter hook sees."""
+    charge: Charge | None = None
+    if usage.input_tokens or usage.output_tokens:
+        charge = gateway.hook.price(call=call, usage=usage, gateway=gateway)
+    return Outcome(
+        status=status,
+        usage=usage,
+        charge=charge,
+        provider=candidate.provider.name,
+        upstream_model=candidate.upstream_model,
+        latency_ms=(time.perf_counter() - call.started) * 1000,
+    )
+
+
+def meter(gateway: Gateway, call: Call, outcome: Outcome) -> None:
+    """Hand a finished call to every `meter` implementation; never raises into the response."""
+    try:
+        gateway.hook.meter(call=call, outcome=outcome, gateway=gateway)
+    except Exception:
+        gateway.log.exception("meter_failed", request_id=call.request_id)

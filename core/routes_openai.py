@@ -1,0 +1,123 @@
+"""OpenAI-family endpoints: chat, completions, embeddings, responses, models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import BaseRouteHandler
+from litestar.response import Stream
+from tokone.core import pipeline
+from tokone.core.errors import GatewayError
+from tokone.core.gateway import Gateway
+from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
+from tokone.core.types import Call, Family, Principal
+from tokone.plugins.access import model_allowed
+
+FAMILY = Family.OPENAI
+
+
+class OpenAIParams(msgspec.Struct):
+    """The only fields of an OpenAI request body the gateway reads."""
+
+    model: str = ""
+    stream: bool | None = False
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    max_output_tokens: int | None = None
+    service_tier: str | None = None
+
+
+async def serve(
+    gateway: Gateway, request: Request[Any, Any, Any], endpoint: str
+) -> Response[Any] | Stream:
+    """Authenticate, parse and run one OpenAI-family inference call."""
+    request_id = new_request_id()
+    try:
+        key = client_key(request)
+        principal = await pipeline.authenticate(gateway, key)
+        raw = await request.body()
+        params = decode_body(raw, OpenAIParams)
+        if not params.model:
+            raise GatewayError("invalid_request", "The 'model' field is required.", param="model")
+        call = Call(
+            request_id=request_id,
+            family=FAMILY,
+            endpoint=endpoint,
+            model=params.model,
+            raw=raw,
+            stream=bool(params.stream) and endpoint in STREAMABLE,
+            principal=principal,
+            service_tier=params.service_tier,
+            max_output_tokens=params.max_completion_tokens
+            or params.max_tokens
+            or params.max_output_tokens,
+        )
+        return await pipeline.run(gateway, call)
+    except GatewayError as error:
+        return error_response(FAMILY, error, request_id)
+
+
+STREAMABLE = frozenset({"chat.completions", "completions", "responses"})
+
+
+def visible_models(gateway: Gateway, principal: Principal) -> list[str]:
+    """Concrete model names the key may call, across enabled providers (wildcards omitted)."""
+    names: set[str] = set()
+    for adapter in gateway.adapters.values():
+        if adapter.provider.enabled:
+            names.update(m for m in adapter.provider.models if "*" not in m)
+            names.update(adapter.provider.model_map)
+    return sorted(m for m in names if model_allowed(m, principal.models))
+
+
+def model_object(name: str) -> dict[str, Any]:
+    """A model in OpenAI's `GET /v1/models` shape."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "tokone"}
+
+
+def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
+    """The OpenAI routes, bound to `gateway`."""
+
+    def endpoint(path: str, name: str) -> BaseRouteHandler:
+        @post(path, name=name, status_code=200)
+        async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+            return await serve(gateway, request, name)
+
+        return handler
+
+    @get("/v1/models", name="openai.models")
+    async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
+        try:
+            principal = await pipeline.authenticate(gateway, client_key(request))
+        except GatewayError as error:
+            return error_response(FAMILY, error)
+        data = [model_object(m) for m in visible_models(gateway, principal)]
+        return Response({"object": "list", "data": data})
+
+    @get("/v1/models/{model:path}", name="openai.model")
+    async def get_model(request: Request[Any, Any, Any], model: str) -> Response[Any]:
+        model = model.lstrip("/")
+        try:
+            principal = await pipeline.authenticate(gateway, client_key(request))
+            if model not in visible_models(gateway, principal):
+                raise GatewayError(
+                    "model_not_found",
+                    f"The model '{model}' does not exist or you do not have access to it. "
+                    "GET /v1/models lists the models your key can use.",
+                    param="model",
+                )
+        except GatewayError as error:
+            return error_response(FAMILY, error)
+        return Response(model_object(model))
+
+    return [
+        endpoint("/v1/chat/completions", "chat.completions"),
+        endpoint("/v1/completions", "completions"),
+        endpoint("/v1/embeddings", "embeddings"),
+        endpoint("/v1/responses", "responses"),
+        endpoint("/v1/responses/input_tokens", "responses.input_tokens"),
+        list_models,
+        get_model,
+    ]

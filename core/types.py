@@ -1,0 +1,113 @@
+"""The values that travel through the pipeline and the hooks."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+if TYPE_CHECKING:
+    from tokone.core.config import ProviderConfig
+    from tokone.providers.base import Adapter
+
+
+class Family(enum.StrEnum):
+    """The API dialect a request arrived in; it decides the error shape."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    GEMINI = "gemini"
+
+
+@dataclass(slots=True)
+class Principal:
+    """Who is calling: the authenticated key and its account."""
+
+    key_id: int
+    account_id: int
+    account_name: str
+    group: str
+    key_name: str = ""
+    models: tuple[str, ...] = ()
+    """Models the key may use; empty means all."""
+    status: str = "enabled"
+    expires_at: float | None = None
+    multiplier_override: float | None = None
+    limits: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens one call consumed. `input_tokens` includes cached and cache-write tokens."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_input_tokens: int = 0
+    service_tier: str | None = None
+    estimated: bool = False
+    """True when the gateway counted the tokens itself (upstream sent none)."""
+
+
+@dataclass(slots=True)
+class Charge:
+    """What a call costs, in integer micro-units, and the factors that made it."""
+
+    amount: int
+    multiplier: float = 1.0
+    tier: str = "default"
+    tier_factor: float = 1.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One upstream a call may be sent to, as the `route` hook picked it."""
+
+    provider: ProviderConfig
+    adapter: Adapter
+    upstream_model: str
+
+
+@dataclass(slots=True)
+class Call:
+    """One inference request on its way through the gateway."""
+
+    request_id: str
+    family: Family
+    endpoint: str
+    """`chat.completions`, `completions`, `embeddings`, `responses`, `messages`, ..."""
+    model: str
+    raw: bytes = b""
+    """The request body exactly as the client sent it."""
+    stream: bool = False
+    principal: Principal | None = None
+    service_tier: str | None = None
+    max_output_tokens: int | None = None
+    hold: int = 0
+    """Micro-units held for this call at admission (0 when nothing was held)."""
+    started: float = field(default_factory=time.perf_counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Scratch space for plugins and adapters."""
+    _json: dict[str, Any] | None = None
+
+    def json(self) -> dict[str, Any]:
+        """The body decoded as a JSON object (decoded once, on first use)."""
+        if self._json is None:
+            self._json = msgspec.json.decode(self.raw) if self.raw else {}
+        return self._json
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How a call ended, handed to the `meter` hook."""
+
+    status: int
+    usage: Usage
+    charge: Charge | None
+    provider: str = ""
+    upstream_model: str = ""
+    latency_ms: float = 0.0
+    error: str | None = None

@@ -1,0 +1,1 @@
+"""Built-in policies, loaded exactly like third-party plugins."""

@@ -1,0 +1,246 @@
+"""What every provider adapter provides, and the HTTP plumbing they share.
+
+An adapter knows one upstream wire format: how to authenticate upstream (its own key from
+config, never the client's), how to send a call, how to read usage out of a reply, and how
+to read usage incrementally out of a stream while relaying it untouched (:class:`StreamRelay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from tokone.core.config import ProviderConfig
+from tokone.core.types import Call, Family, Usage
+
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+RELAYED_HEADERS = ("content-type", "retry-after")
+
+
+class UpstreamError(Exception):
+    """The upstream answered with an error status or could not be reached.
+
+    `retryable` says whether another candidate may be tried (connect errors, timeouts, 429,
+    5xx); `status` is the upstream's status (0 when there was no answer).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        body: bytes = b"",
+        retry_after: float | None = None,
+        timeout: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+        self.timeout = timeout
+
+    @property
+    def retryable(self) -> bool:
+        """Whether failing over to the next candidate makes sense."""
+        return self.status == 0 or self.status == 429 or self.status >= 500
+
+
+class StreamRelay:
+    """Relays an upstream SSE stream event by event, reading usage on the way.
+
+    `feed` takes raw upstream bytes and returns the bytes to send to the client now (only
+    whole events, so an adapter can drop or rewrite one); `finish` returns what is left.
+    Subclasses override `on_event` to read usage (and return None to drop an event).
+    """
+
+    def __init__(self, call: Call) -> None:
+        self.call = call
+        self.usage = Usage()
+        self.saw_usage = False
+        self.delivered_chars = 0
+        """Characters of generated text sent to the client (for estimating a cut stream)."""
+        self.finished = False
+        """True once the upstream's terminal event has been relayed."""
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Accept upstream bytes; return the complete events to relay now."""
+        data = self._buffer + chunk if self._buffer else chunk
+        end = data.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = data
+            return b""
+        self._buffer = data[end + 2 :]
+        return self._relay(data[: end + 2])
+
+    def finish(self) -> bytes:
+        """Flush a trailing event the upstream did not terminate with a blank line."""
+        rest, self._buffer = self._buffer, b""
+        return self._relay(rest + b"\n\n") if rest.strip() else b""
+
+    def _relay(self, block: bytes) -> bytes:
+        if b"\r\n" in block:
+            block = block.replace(b"\r\n", b"\n")
+        out: list[bytes] = []
+        changed = False
+        for event in block.split(b"\n\n"):
+            if not event:
+                continue
+            kept = self.on_event(event)
+            if kept is None:
+                changed = True
+                continue
+            if kept is not event:
+                changed = True
+            out.append(kept)
+        if not changed:
+            return block
+        return b"".join(e + b"\n\n" for e in out)
+
+    def on_event(self, event: bytes) -> bytes | None:
+        """Inspect one SSE event (without its blank line); return it, a rewrite, or None."""
+        return event
+
+
+def sse_data(event: bytes) -> bytes | None:
+    """The `data:` payload of an SSE event (lines joined), or None if it has none."""
+    if event.startswith(b"data: ") and b"\n" not in event:
+        return event[6:]
+    parts = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(parts) if parts else None
+
+
+@dataclass(slots=True)
+class UpstreamReply:
+    """An upstream's successful answer: a whole body, or a stream being relayed."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    usage: Usage = field(default_factory=Usage)
+    stream: AsyncIterator[bytes] | None = None
+    relay: StreamRelay | None = None
+    response: httpx.Response | None = None
+
+    async def aclose(self) -> None:
+        """Release the upstream connection."""
+        if self.response is not None:
+            await self.response.aclose()
+
+
+class Adapter:
+    """Base class for provider adapters; one instance per configured provider."""
+
+    name: ClassVar[str] = ""
+    families: ClassVar[frozenset[Family]] = frozenset()
+    """API families this adapter can serve natively."""
+
+    def __init__(self, provider: ProviderConfig) -> None:
+        self.provider = provider
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The pooled HTTP client for this upstream (created on first use)."""
+        if self._client is None:
+            t = self.provider.timeouts
+            self._client = httpx.AsyncClient(
+                base_url=self.provider.base_url.rstrip("/"),
+                transport=AiohttpTransport(),
+                timeout=httpx.Timeout(
+                    connect=t.connect, read=max(t.first_byte, t.idle), write=t.idle, pool=t.connect
+                ),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close the pooled client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def supports(self, call: Call) -> bool:
+        """Whether this adapter can serve `call` (by family and endpoint)."""
+        return call.family in self.families
+
+    async def send(self, call: Call, upstream_model: str) -> UpstreamReply:
+        """Send `call` upstream; return the reply once its headers arrived.
+
+        Raise :class:`UpstreamError` for an error status or a transport failure, before
+        anything has been relayed, so the core can fail over.
+        """
+        raise NotImplementedError
+
+    async def post(
+        self, path: str, content: bytes, headers: dict[str, str], *, stream: bool
+    ) -> httpx.Response:
+        """POST to the upstream within the first-byte timeout; raise UpstreamError on failure."""
+        request = self.client.build_request("POST", path, content=content, headers=headers)
+        try:
+            async with asyncio.timeout(self.provider.timeouts.first_byte):
+                response = await self.client.send(request, stream=True)
+        except TimeoutError:
+            raise UpstreamError(
+                f"{self.provider.name}: no response within {self.provider.timeouts.first_byte:g}s",
+                timeout=True,
+            ) from None
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(f"{self.provider.name}: timed out ({exc})", timeout=True) from None
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"{self.provider.name}: {type(exc).__name__}: {exc}") from None
+        if response.status_code >= 400:
+            body = await response.aread()
+            await response.aclose()
+            raise UpstreamError(
+                f"{self.provider.name} answered {response.status_code}",
+                status=response.status_code,
+                body=body,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if not stream:
+            try:
+                await response.aread()
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{self.provider.name}: {exc}") from None
+            finally:
+                await response.aclose()
+        return response
+
+    async def iter_stream(self, response: httpx.Response) -> AsyncIterator[bytes]:
+        """The upstream's raw stream, with the idle-between-chunks timeout applied."""
+        idle = self.provider.timeouts.idle
+        iterator = response.aiter_raw()
+        while True:
+            try:
+                async with asyncio.timeout(idle):
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                raise UpstreamError(
+                    f"{self.provider.name}: stream idle for more than {idle:g}s", timeout=True
+                ) from None
+            except httpx.HTTPError as exc:
+                raise UpstreamError(f"{self.provider.name}: stream broke: {exc}") from None
+            yield chunk
+
+
+def relayed_headers(response: httpx.Response) -> dict[str, str]:
+    """The upstream response headers worth passing to the client."""
+    return {h: response.headers[h] for h in RELAYED_HEADERS if h in response.headers}
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `retry-after` header (numeric form), or None."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
