@@ -373,3 +373,7 @@ def config_check() -> None:
         f"{config.path}: OK ({len(config.providers)} providers, {len(config.prices)} "
         f"priced models, database {config.database.url.split('://')[0]})"
     )
+
+
+if __name__ == "__main__":
+    app()
