@@ -104,3 +104,39 @@ class UsageRecord(SQLModel, table=True):
     status: int = 200
     latency_ms: float = 0.0
     created_at: float = Field(default_factory=now, index=True)
+
+
+class Group(SQLModel, table=True):
+    """A pricing group defined in the database (overrides `[groups]` of the same name)."""
+
+    __tablename__ = "groups"
+
+    name: str = Field(primary_key=True)
+    multiplier: float = 1.0
+    created_at: float = Field(default_factory=now)
+
+
+class RedemptionCode(SQLModel, table=True):
+    """A top-up code: redeemed once, by a user's key, for `amount` micro-units."""
+
+    __tablename__ = "redemption_codes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(index=True, unique=True)
+    prefix: str
+    amount: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_by: str = ""
+    created_at: float = Field(default_factory=now)
+    redeemed_at: float | None = None
+    redeemed_by: int | None = Field(default=None, foreign_key="accounts.id")
+
+
+class ChannelState(SQLModel, table=True):
+    """An operator's manual switch for one provider channel, shared by every process."""
+
+    __tablename__ = "channel_states"
+
+    provider: str = Field(primary_key=True)
+    disabled: bool = False
+    reason: str = ""
+    updated_at: float = Field(default_factory=now)
