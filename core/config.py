@@ -158,6 +158,14 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         data = substitute_env(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    for section, entry_type in (("prices", ModelPrice), ("groups", GroupConfig)):
+        entries = data.get(section)
+        if isinstance(entries, dict):
+            for name, entry in entries.items():
+                try:
+                    msgspec.convert(entry, entry_type, strict=False)
+                except msgspec.ValidationError as exc:
+                    raise ConfigError(f"{source}: {_explain(exc, f'{section}.{name}')}") from None
     try:
         config = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -187,11 +195,12 @@ def load_config(explicit: str | None = None) -> Config:
     return config
 
 
-def _explain(exc: msgspec.ValidationError) -> str:
+def _explain(exc: msgspec.ValidationError, base: str = "") -> str:
     """Turn msgspec's `Expected X, got Y - at $.a.b[0]` into `key a.b[0]: expected X, got Y`."""
     text = str(exc)
     message, _, where = text.partition(" - at ")
-    key = where.removeprefix("$").lstrip(".") or "(top level)"
+    key = where.strip("`").removeprefix("$").lstrip(".")
+    key = ".".join(part for part in (base, key) if part) or "(top level)"
     if message.startswith("Object contains unknown field"):
         field = message.split("`")[1]
         key = f"{key}.{field}" if key != "(top level)" else field

@@ -1,0 +1,125 @@
+"""The CLI as operators use it, including the README's first-run steps word for word."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKONE = str(Path(sys.executable).with_name("tokone"))
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TOKONE, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_first_run_with_the_shipped_config(tmp_path):
+    """`tokone serve`, then accounts create/topup and keys create give a working key."""
+    shutil.copy(ROOT / "tokone.toml", tmp_path / "tokone.toml")
+    port = free_port()
+    server = subprocess.Popen([TOKONE, "serve", "--port", str(port)], cwd=tmp_path,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(100):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert run("accounts", "create", "demo", cwd=tmp_path).returncode == 0
+        assert run("accounts", "topup", "demo", "10", cwd=tmp_path).returncode == 0
+        created = run("keys", "create", "--account", "demo", cwd=tmp_path)
+        key = created.stdout.strip().splitlines()[-1]
+        assert key.startswith("sk-") and created.stdout.strip() == key
+
+        sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+        reply = sdk.chat.completions.create(model="mock-1",
+                                            messages=[{"role": "user", "content": "hello"}])
+        assert reply.choices[0].message.content
+        text = "".join(c.choices[0].delta.content or "" for c in sdk.chat.completions.create(
+            model="mock-1", messages=[{"role": "user", "content": "hello"}], stream=True))
+        assert text == reply.choices[0].message.content
+        for _ in range(50):
+            shown = json.loads(run("accounts", "show", "demo", "--json", cwd=tmp_path).stdout)
+            if shown["usage"]["requests"] == 2:
+                break
+            time.sleep(0.1)
+        assert shown["usage"]["requests"] == 2
+        assert shown["balance_micro"] < 10_000_000
+        human = run("accounts", "show", "demo", cwd=tmp_path).stdout
+        assert "balance" in human and "2 requests" in human
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+@pytest.fixture
+def cli(make_gateway):
+    return make_gateway(start=False).cli
+
+
+def test_keys_are_shown_once_and_listed_by_prefix_only(cli):
+    cli("accounts", "create", "acme")
+    key = cli("keys", "create", "--account", "acme", "--name", "ci").strip().splitlines()[-1]
+    listing = cli("keys", "list")
+    assert key not in listing and key[:9] in listing and "acme" in listing and "ci" in listing
+    shown = json.loads(cli("accounts", "show", "acme", "--json"))
+    assert shown["keys"][0]["prefix"].startswith(key[:9])
+    assert key not in json.dumps(shown)
+
+
+def test_topup_amounts_are_exact_and_bad_ones_refused(cli):
+    cli("accounts", "create", "acme")
+    cli("accounts", "topup", "acme", "0.000001")
+    cli("accounts", "topup", "acme", "2.5")
+    assert json.loads(cli("accounts", "show", "acme", "--json"))["balance_micro"] == 2_500_001
+    for bad in ("abc", "0.0000001", "-5", "0", "nan"):
+        with pytest.raises(AssertionError, match="error:"):
+            cli("accounts", "topup", "acme", "--", bad)
+    assert json.loads(cli("accounts", "show", "acme", "--json"))["balance_micro"] == 2_500_001
+    assert "OK" in cli("accounts", "check", "acme")
+
+
+def test_unknown_things_give_clear_errors(cli):
+    with pytest.raises(AssertionError, match="no account named 'ghost'"):
+        cli("accounts", "topup", "ghost", "1")
+    with pytest.raises(AssertionError, match="no account named 'ghost'"):
+        cli("keys", "create", "--account", "ghost")
+    with pytest.raises(AssertionError, match="no key with id 999"):
+        cli("keys", "disable", "999")
+    with pytest.raises(AssertionError, match="unknown group 'gold'"):
+        cli("accounts", "create", "x", "--group", "gold")
+    cli("accounts", "create", "x", "--group", "vip")
+    with pytest.raises(AssertionError, match="already exists"):
+        cli("accounts", "create", "x")
+
+
+def test_revoked_key_cannot_be_enabled_or_rotated(cli):
+    cli("accounts", "create", "acme")
+    cli("keys", "create", "--account", "acme")
+    cli("keys", "revoke", "1")
+    with pytest.raises(AssertionError, match="revoked"):
+        cli("keys", "enable", "1")
+    with pytest.raises(AssertionError, match="revoked"):
+        cli("keys", "rotate", "1")
+
+
+def test_help_reads_well(cli):
+    from typer.testing import CliRunner
+
+    from tokone.core.cli import app
+
+    out = CliRunner().invoke(app, ["--help"]).stdout
+    for command in ("serve", "db", "accounts", "keys", "plugins", "config"):
+        assert command in out
+    keys_help = CliRunner().invoke(app, ["keys", "create", "--help"]).stdout
+    assert "--expires-in" in keys_help and "--models" in keys_help
