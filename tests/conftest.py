@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tokone.core.cli import app as cli_app  # noqa: E402
+from tokone.core.cli import app as cli_app
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TOKONE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"

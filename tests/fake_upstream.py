@@ -61,7 +61,8 @@ Usage numbers
       ``countTokens`` answers ``{"totalTokens": I}``.  Embedding calls carry no usage.
 
 Other echoes
-    * OpenAI chat and responses echo ``service_tier`` (request value, else ``"default"``);
+    * OpenAI chat and responses echo ``service_tier`` (request value, else ``"default"``;
+      ``"auto"`` is answered as ``"default"``, the tier the real API reports serving it in);
       legacy completions do not carry it (the real type has no such field).
     * Embeddings: one embedding per input item (a string, a token array, or list
       thereof); 8 floats by default (``dimensions`` / ``outputDimensionality`` honoured),
@@ -92,7 +93,9 @@ Auth
     Every request's headers are recorded (``Authorization`` / ``x-api-key`` /
     ``x-goog-api-key`` included).  With ``require_key="..."`` a request is accepted when
     any of ``Authorization: Bearer KEY``, ``x-api-key``, ``x-goog-api-key`` or ``?key=``
-    equals it; otherwise 401 in the family's error shape.
+    equals it; otherwise 401 in the family's error shape.  (Note: anthropic-sdk-python 2.x
+    sends its key as ``Authorization: Bearer``, older releases as ``x-api-key``; google-genai
+    sends ``x-goog-api-key`` and, from 3.x, defaults to the ``/v1`` API version.)
 
 Failure injection
     Every method queues its effect for the next ``count`` matching requests (calls queue
@@ -165,7 +168,7 @@ __all__ = [
 ]
 
 DEFAULT_MODELS: tuple[str, ...] = ("gpt-4o-mini", "gpt-4o", "text-embedding-3-small")
-DEFAULT_ANTHROPIC_MODELS: tuple[str, ...] = ("claude-sonnet-4-5", "claude-haiku-4-5")
+DEFAULT_ANTHROPIC_MODELS: tuple[str, ...] = ("claude-sonnet-4-6", "claude-haiku-4-5")
 DEFAULT_GEMINI_MODELS: tuple[str, ...] = (
     "gemini-2.5-flash",
     "gemini-2.5-pro",
@@ -273,6 +276,12 @@ def _usage(model: str, body: Any, chunks: int) -> _Usage:
         cached=inp // 2 if "cached" in low else 0,
         thoughts=_THOUGHTS_TOKENS if "thinking" in low else 0,
     )
+
+
+def _served_tier(body: dict[str, Any]) -> str:
+    """The service tier an OpenAI reply reports: the requested one, `auto` -> `default`."""
+    tier = body.get("service_tier")
+    return "default" if tier in (None, "", "auto") else str(tier)
 
 
 @dataclass(slots=True)
@@ -797,7 +806,7 @@ class FakeUpstream:
         model = str(body.get("model") or _UNKNOWN_MODEL)
         usage = _usage(model, body.get("messages"), self.chunks)
         pieces = reply_pieces(model, self.chunks)
-        tier = body.get("service_tier") or "default"
+        tier = _served_tier(body)
         cid = _new_id("chatcmpl-")
         created = int(time.time())
         if body.get("stream"):
@@ -995,7 +1004,7 @@ class FakeUpstream:
             "prompt_cache_key": body.get("prompt_cache_key"),
             "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
             "safety_identifier": body.get("safety_identifier"),
-            "service_tier": body.get("service_tier") or "default",
+            "service_tier": _served_tier(body),
             "store": body.get("store", True),
             "temperature": body.get("temperature", 1.0),
             "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},

@@ -114,9 +114,8 @@ def test_revoked_key_cannot_be_enabled_or_rotated(cli):
 
 
 def test_help_reads_well(cli):
-    from typer.testing import CliRunner
-
     from tokone.core.cli import app
+    from typer.testing import CliRunner
 
     out = CliRunner().invoke(app, ["--help"]).stdout
     for command in ("serve", "db", "accounts", "keys", "plugins", "config"):

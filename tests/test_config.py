@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from typer.testing import CliRunner
-
 from tokone.core.cli import app
 from tokone.core.config import ConfigError, load_config, parse_config
+from typer.testing import CliRunner
 
 
 def write(tmp_path, text: str):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from alembic import command
+import tokone.core.models  # noqa: F401
 from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
-
-import tokone.core.models  # noqa: F401
 from tokone.core.db import alembic_config, normalise_url, upgrade
+
+from alembic import command
 
 TABLES = {name for name in SQLModel.metadata.tables}
 

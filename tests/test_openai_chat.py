@@ -8,7 +8,6 @@ import time
 import httpx
 import openai
 import pytest
-
 from tokone.providers.mock import REPLY, WORDS
 
 

@@ -8,9 +8,8 @@ import textwrap
 import time
 
 import openai
-from typer.testing import CliRunner
-
 from tokone.core.cli import app
+from typer.testing import CliRunner
 
 FLAT_PRICE_PLUGIN = textwrap.dedent('''
     """A pricing rule: every call costs a flat 1234 micro-units, whatever its tokens."""
