@@ -8,7 +8,6 @@ from typing import Any
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.handlers import BaseRouteHandler
-
 from tokone.core.gateway import Gateway
 
 ADMIN_PATH = "/admin"

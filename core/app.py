@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from sqlalchemy import text
 from tokone.core.config import Config
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import error_response, family_for_path
 from tokone.core.logs import configure_logging
+from tokone.core.routes_anthropic import anthropic_handlers
+from tokone.core.routes_gemini import gemini_handlers
 from tokone.core.routes_openai import openai_handlers
+from tokone.core.routes_responses_ws import responses_ws_handlers
 
 _HTTP_KINDS = {
     400: "invalid_request",
@@ -36,6 +41,12 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return error_response(family, GatewayError(kind, str(message), status=status))
 
 
+def ping_database(gateway: Gateway) -> None:
+    """One `SELECT 1` round trip (raises if the database is unreachable)."""
+    with gateway.engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
 def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
     """Build the ASGI app for `config` (or an already-built `gateway`)."""
     configure_logging(config.server.log_level)
@@ -45,9 +56,26 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    @get("/readyz", name="readyz", include_in_schema=False)
+    async def readyz() -> Response[dict[str, str]]:
+        try:
+            await asyncio.to_thread(ping_database, gateway)
+        except Exception as exc:
+            return Response({"status": "unavailable", "database": str(exc)[:200]},
+                            status_code=503)
+        return Response({"status": "ok", "database": "ok"})
+
     extra: list[Any] = [h for found in gateway.hook.routes(gateway=gateway) for h in found or ()]
     app = Litestar(
-        route_handlers=[*openai_handlers(gateway), healthz, *extra],
+        route_handlers=[
+            *openai_handlers(gateway),
+            *responses_ws_handlers(gateway),
+            *anthropic_handlers(gateway),
+            *gemini_handlers(gateway),
+            healthz,
+            readyz,
+            *extra,
+        ],
         on_startup=[gateway.start],
         on_shutdown=[gateway.stop],
         exception_handlers={

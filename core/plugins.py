@@ -19,12 +19,22 @@ from tokone.core.config import Config, ConfigError
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "tokone.providers.mock",
     "tokone.providers.openai",
+    "tokone.providers.anthropic",
+    "tokone.providers.gemini",
     "tokone.plugins.key_auth",
+    # registered before `access` so pluggy (last registered runs first) checks the model
+    # before a rate-limit slot is taken
+    "tokone.plugins.rate_limit",
     "tokone.plugins.access",
     "tokone.plugins.routing",
+    "tokone.plugins.health",
+    "tokone.plugins.channel_admin",
     "tokone.plugins.token_pricing",
     "tokone.plugins.ledger",
+    "tokone.plugins.admin_api",
+    "tokone.plugins.dashboard",
     "tokone.plugins.usage_log",
+    "tokone.plugins.metrics",
 )
 ENTRY_POINT_GROUP = "tokone"
 

@@ -8,7 +8,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Stream
-from tokone.core import pipeline
+from tokone.core import pipeline, routes_gemini
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
@@ -89,6 +89,12 @@ def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
 
     @get("/v1/models", name="openai.models")
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
+        if "anthropic-version" in request.headers:
+            from tokone.core import routes_anthropic  # here: it imports this module
+
+            return await routes_anthropic.list_models(gateway, request)
+        if routes_gemini.wants_gemini(request):
+            return await routes_gemini.list_models_response(gateway, request)
         try:
             principal = await pipeline.authenticate(gateway, client_key(request))
         except GatewayError as error:
@@ -99,6 +105,12 @@ def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
     @get("/v1/models/{model:path}", name="openai.model")
     async def get_model(request: Request[Any, Any, Any], model: str) -> Response[Any]:
         model = model.lstrip("/")
+        if "anthropic-version" in request.headers:
+            from tokone.core import routes_anthropic  # here: it imports this module
+
+            return await routes_anthropic.get_model(gateway, request, model)
+        if routes_gemini.wants_gemini(request):
+            return await routes_gemini.get_model_response(gateway, request, model)
         try:
             principal = await pipeline.authenticate(gateway, client_key(request))
             if model not in visible_models(gateway, principal):

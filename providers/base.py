@@ -72,6 +72,8 @@ class StreamRelay:
     def feed(self, chunk: bytes) -> bytes:
         """Accept upstream bytes; return the complete events to relay now."""
         data = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in data:  # CRLF framing (Google's): relayed as LF; a lone CR waits in the buffer
+            data = data.replace(b"\r\n", b"\n")
         end = data.rfind(b"\n\n")
         if end < 0:
             self._buffer = data
@@ -85,8 +87,6 @@ class StreamRelay:
         return self._relay(rest + b"\n\n") if rest.strip() else b""
 
     def _relay(self, block: bytes) -> bytes:
-        if b"\r\n" in block:
-            block = block.replace(b"\r\n", b"\n")
         out: list[bytes] = []
         changed = False
         for event in block.split(b"\n\n"):

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Family, Usage
+from tokone.providers import mock_anthropic, mock_gemini
 from tokone.providers.base import Adapter, UpstreamReply
 from tokone.providers.openai import (
     PATHS,
@@ -56,10 +57,16 @@ class MockAdapter(Adapter):
     """Serves OpenAI-family calls from memory; no network, no key."""
 
     name: ClassVar[str] = "mock"
-    families: ClassVar[frozenset[Family]] = frozenset({Family.OPENAI})
+    families: ClassVar[frozenset[Family]] = frozenset(
+        {Family.OPENAI, Family.ANTHROPIC, Family.GEMINI}
+    )
 
     def supports(self, call: Call) -> bool:
-        """OpenAI-family inference endpoints."""
+        """The inference endpoints of each family it speaks."""
+        if call.family is Family.ANTHROPIC:
+            return call.endpoint in mock_anthropic.ENDPOINTS
+        if call.family is Family.GEMINI:
+            return call.endpoint in mock_gemini.ACTIONS
         return call.family is Family.OPENAI and call.endpoint in PATHS
 
     async def aclose(self) -> None:
@@ -67,6 +74,10 @@ class MockAdapter(Adapter):
 
     async def send(self, call: Call, upstream_model: str) -> UpstreamReply:
         """Build the deterministic answer for `call`."""
+        if call.family is Family.ANTHROPIC:
+            return mock_anthropic.send(call, upstream_model)
+        if call.family is Family.GEMINI:
+            return mock_gemini.send(call, upstream_model)
         body = call.json()
         usage = Usage(
             input_tokens=input_text_tokens(body),

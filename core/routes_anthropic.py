@@ -1,0 +1,140 @@
+"""Anthropic-family endpoints: messages, count_tokens, and the Anthropic shape of the model list.
+
+The official SDK (``anthropic.Anthropic(base_url=GATEWAY_URL)``) posts to ``/v1/messages``
+with ``x-api-key`` and ``anthropic-version`` (beta calls may add ``?beta=true`` and an
+``anthropic-beta`` header, all forwarded upstream). ``GET /v1/models`` is shared with the
+OpenAI family; a request carrying ``anthropic-version`` gets the Anthropic page from here.
+Every failure is answered as ``{"type": "error", "error": {"type", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.handlers import BaseRouteHandler
+from litestar.response import Stream
+from tokone.core import pipeline
+from tokone.core.errors import GatewayError
+from tokone.core.gateway import Gateway
+from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
+from tokone.core.routes_openai import visible_models
+from tokone.core.types import Call, Family
+from tokone.providers.anthropic import BETA, BETA_QUERY, DEFAULT_VERSION, VERSION
+
+FAMILY = Family.ANTHROPIC
+VERSION_HEADER = "anthropic-version"
+REQUEST_TIERS = {"standard_only": "default"}
+"""Anthropic's request `service_tier` -> the gateway's tier; `auto` lets the upstream decide."""
+MODEL_CREATED_AT = "1970-01-01T00:00:00Z"
+
+
+class AnthropicParams(msgspec.Struct):
+    """The only fields of a Messages request body the gateway reads."""
+
+    model: str = ""
+    stream: bool | None = False
+    max_tokens: int | None = None
+    service_tier: str | None = None
+
+
+async def serve(
+    gateway: Gateway, request: Request[Any, Any, Any], endpoint: str
+) -> Response[Any] | Stream:
+    """Authenticate, parse and run one Anthropic-family call."""
+    request_id = new_request_id()
+    try:
+        principal = await pipeline.authenticate(gateway, client_key(request))
+        raw = await request.body()
+        params = decode_body(raw, AnthropicParams)
+        if not params.model:
+            raise GatewayError("invalid_request", "model: Field required", param="model")
+        call = Call(
+            request_id=request_id,
+            family=FAMILY,
+            endpoint=endpoint,
+            model=params.model,
+            raw=raw,
+            stream=bool(params.stream) and endpoint == "messages",
+            principal=principal,
+            service_tier=REQUEST_TIERS.get(params.service_tier or ""),
+            max_output_tokens=params.max_tokens,
+        )
+        headers = request.headers
+        call.extra[VERSION] = headers.get(VERSION_HEADER) or DEFAULT_VERSION
+        if beta := ",".join(headers.getall("anthropic-beta", [])):
+            call.extra[BETA] = beta
+        if request.query_params.get("beta") == "true":
+            call.extra[BETA_QUERY] = True
+        return await pipeline.run(gateway, call)
+    except GatewayError as error:
+        return error_response(FAMILY, error, request_id)
+
+
+def model_object(name: str) -> dict[str, Any]:
+    """A model in Anthropic's `GET /v1/models` shape."""
+    return {"type": "model", "id": name, "display_name": name, "created_at": MODEL_CREATED_AT}
+
+
+def models_page(names: list[str], query: Any) -> dict[str, Any]:
+    """One page of the sorted `names`, honouring `limit`, `after_id` and `before_id`."""
+    try:
+        limit = int(query.get("limit") or 20)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise GatewayError("invalid_request", "limit: must be an integer from 1 to 1000")
+    after, before = query.get("after_id"), query.get("before_id")
+    if before and not after:
+        end = bisect_left(names, before)
+        start = max(0, end - limit)
+        page, has_more = names[start:end], start > 0
+    else:
+        start = bisect_right(names, after) if after else 0
+        page, has_more = names[start : start + limit], start + limit < len(names)
+    return {
+        "data": [model_object(name) for name in page],
+        "has_more": has_more,
+        "first_id": page[0] if page else None,
+        "last_id": page[-1] if page else None,
+    }
+
+
+async def list_models(gateway: Gateway, request: Request[Any, Any, Any]) -> Response[Any]:
+    """`GET /v1/models` for the Anthropic SDK: the models the key may use, paginated."""
+    try:
+        principal = await pipeline.authenticate(gateway, client_key(request))
+        return Response(models_page(visible_models(gateway, principal), request.query_params))
+    except GatewayError as error:
+        return error_response(FAMILY, error)
+
+
+async def get_model(
+    gateway: Gateway, request: Request[Any, Any, Any], model: str
+) -> Response[Any]:
+    """`GET /v1/models/{model_id}` for the Anthropic SDK."""
+    try:
+        principal = await pipeline.authenticate(gateway, client_key(request))
+        if model not in visible_models(gateway, principal):
+            raise GatewayError("model_not_found", f"model: {model}")
+    except GatewayError as error:
+        return error_response(FAMILY, error)
+    return Response(model_object(model))
+
+
+def anthropic_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
+    """The Anthropic routes, bound to `gateway` (the model list lives in routes_openai)."""
+
+    def endpoint(path: str, name: str) -> BaseRouteHandler:
+        @post(path, name=name, status_code=200)
+        async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
+            return await serve(gateway, request, name)
+
+        return handler
+
+    return [
+        endpoint("/v1/messages", "messages"),
+        endpoint("/v1/messages/count_tokens", "messages.count_tokens"),
+    ]

@@ -1,0 +1,248 @@
+"""The `gemini` adapter: Google's Gemini API (generativelanguage.googleapis.com) and look-alikes.
+
+`base_url` is the host without a version (``https://generativelanguage.googleapis.com``);
+the adapter appends ``/{version}/models/{upstream_model}:{action}`` with the API version the
+client used (``v1beta`` or ``v1``). The model is in the URL, so bodies pass through untouched;
+only the per-request ``model`` fields of a batch (which must match the URL) are rewritten when
+the route maps the model to another upstream name. Upstream auth is the provider's own key in
+``x-goog-api-key``, never the client's.
+
+Usage comes from ``usageMetadata``: input = ``promptTokenCount`` (which includes
+``cachedContentTokenCount``) + ``toolUsePromptTokenCount``; output = ``candidatesTokenCount``
++ ``thoughtsTokenCount`` (thinking is billed as output). In a stream every chunk carries the
+running totals, so the last one wins. Embeddings usually come back without usage: the gateway
+estimates their input tokens from the text parts and marks the usage as estimated (and does
+the same for any reply an upstream sends without usage).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import msgspec
+from tokone.core.hookspecs import hookimpl
+from tokone.core.tokens import estimate_tokens
+from tokone.core.types import Call, Family, Usage
+from tokone.providers.base import Adapter, StreamRelay, UpstreamReply, relayed_headers, sse_data
+
+GENERATE = "generateContent"
+STREAM = "streamGenerateContent"
+COUNT = "countTokens"
+EMBED = "embedContent"
+BATCH_EMBED = "batchEmbedContents"
+ACTIONS = frozenset({GENERATE, STREAM, COUNT, EMBED, BATCH_EMBED})
+VERSION = "gemini.version"
+"""`call.extra` key: the API version in the client's path (`v1beta` or `v1`)."""
+JSON_ARRAY = "gemini.json_array"
+"""`call.extra` key: the client streamed without `?alt=sse` and expects one JSON array."""
+DEFAULT_VERSION = "v1beta"
+
+
+class UsageMetadata(msgspec.Struct):
+    """The token counts of a Gemini `usageMetadata` object the gateway bills from.
+
+    Field names here and in the other structs are the wire's camelCase names.
+    """
+
+    promptTokenCount: int = 0
+    candidatesTokenCount: int = 0
+    thoughtsTokenCount: int = 0
+    cachedContentTokenCount: int = 0
+    toolUsePromptTokenCount: int = 0
+
+    def usage(self) -> Usage:
+        """As gateway usage: thoughts count as output, tool-use prompt tokens as input."""
+        return Usage(
+            input_tokens=self.promptTokenCount + self.toolUsePromptTokenCount,
+            output_tokens=self.candidatesTokenCount + self.thoughtsTokenCount,
+            cached_input_tokens=self.cachedContentTokenCount,
+        )
+
+
+class _Part(msgspec.Struct):
+    text: str | None = None
+
+
+class _Content(msgspec.Struct):
+    parts: list[_Part] = []
+
+
+class _Candidate(msgspec.Struct):
+    content: _Content | None = None
+    finishReason: str | None = None
+
+
+class _PromptFeedback(msgspec.Struct):
+    blockReason: str | None = None
+
+
+class _Response(msgspec.Struct):
+    candidates: list[_Candidate] = []
+    usageMetadata: UsageMetadata | None = None
+    promptFeedback: _PromptFeedback | None = None
+
+
+_response_decoder = msgspec.json.Decoder(_Response)
+
+
+def text_parts(value: Any) -> list[str]:
+    """Every `text` string in a Gemini request value (contents, content, requests, ...)."""
+    if isinstance(value, dict):
+        found = [value["text"]] if isinstance(value.get("text"), str) else []
+        for key, item in value.items():
+            if key != "text" and isinstance(item, (dict, list)):
+                found.extend(text_parts(item))
+        return found
+    if isinstance(value, list):
+        return [text for item in value for text in text_parts(item)]
+    return []
+
+
+def estimated_input(body: dict[str, Any]) -> Usage:
+    """Input tokens the gateway counts itself over a request's text parts (marked estimated)."""
+    tokens = sum(estimate_tokens(text) for text in text_parts(body))
+    return Usage(input_tokens=tokens, estimated=True)
+
+
+def reply_usage(call: Call, body: bytes) -> Usage:
+    """The usage to bill for a whole (non-stream) reply to `call`.
+
+    `usageMetadata` when the reply has it; otherwise (embeddings, or an upstream that sends
+    none) the gateway estimates the request's text and the reply's candidate text.
+    `countTokens` is free.
+    """
+    if call.endpoint == COUNT:
+        return Usage()
+    try:
+        reply = _response_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        reply = _Response()
+    if reply.usageMetadata is not None:
+        return reply.usageMetadata.usage()
+    usage = estimated_input(call.json())
+    usage.output_tokens = sum(
+        estimate_tokens(part.text)
+        for candidate in reply.candidates
+        if candidate.content is not None
+        for part in candidate.content.parts
+        if part.text
+    )
+    return usage
+
+
+class GeminiStreamRelay(StreamRelay):
+    """`data:` chunks of `streamGenerateContent?alt=sse`; usage from the last chunk with it.
+
+    A client that streamed without `?alt=sse` expects Google's other form, one JSON array of
+    the same chunks; the relay rewrites each event into an array element for it.
+    """
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(call)
+        self.array = bool(call.extra.get(JSON_ARRAY))
+        self.elements = 0
+
+    def on_event(self, event: bytes) -> bytes | None:
+        """Read usage, count delivered text, note the end (a finish or block reason)."""
+        data = sse_data(event)
+        if data is None:
+            return None if self.array else event
+        try:
+            chunk = _response_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            chunk = _Response()
+        if chunk.usageMetadata is not None:
+            self.usage, self.saw_usage = chunk.usageMetadata.usage(), True
+        for candidate in chunk.candidates:
+            if candidate.content is not None:
+                self.delivered_chars += sum(len(p.text) for p in candidate.content.parts if p.text)
+            if candidate.finishReason:
+                self.finished = True
+        if chunk.promptFeedback is not None and chunk.promptFeedback.blockReason:
+            self.finished = True  # a blocked prompt ends the stream with no candidates
+        if not self.array:
+            return event
+        self.elements += 1
+        return (b"[" if self.elements == 1 else b",") + data
+
+    def finish(self) -> bytes:
+        """Flush the last event; close the JSON array for an array-form client."""
+        tail = super().finish()
+        if self.array:
+            tail += b"]" if self.elements else b"[]"
+        return tail
+
+
+def upstream_body(call: Call, upstream_model: str) -> bytes:
+    """The client's body; re-encoded only when a mapped model appears inside it."""
+    if upstream_model == call.model or b'"model"' not in call.raw:
+        return call.raw
+    body = dict(call.json())
+    name = f"models/{upstream_model}"
+    if call.endpoint == BATCH_EMBED and isinstance(body.get("requests"), list):
+        body["requests"] = [
+            {**item, "model": name} if isinstance(item, dict) and "model" in item else item
+            for item in body["requests"]
+        ]
+    nested = body.get("generateContentRequest")
+    if isinstance(nested, dict) and "model" in nested:
+        body["generateContentRequest"] = {**nested, "model": name}
+    if "model" in body:
+        body["model"] = name
+    return msgspec.json.encode(body)
+
+
+class GeminiAdapter(Adapter):
+    """Google's Gemini API (or anything speaking it) under `base_url` (no version in it)."""
+
+    name: ClassVar[str] = "gemini"
+    families: ClassVar[frozenset[Family]] = frozenset({Family.GEMINI})
+
+    def supports(self, call: Call) -> bool:
+        """Gemini-family calls on the actions the adapter knows."""
+        return call.family is Family.GEMINI and call.endpoint in ACTIONS
+
+    def upstream_headers(self) -> dict[str, str]:
+        """Headers for the upstream: our own key, never the client's."""
+        headers = {"content-type": "application/json"}
+        if self.provider.api_key:
+            headers["x-goog-api-key"] = self.provider.api_key
+        return headers
+
+    @staticmethod
+    def path(call: Call, upstream_model: str) -> str:
+        """`/{version}/models/{model}:{action}`, streams always as SSE."""
+        version = call.extra.get(VERSION, DEFAULT_VERSION)
+        path = f"/{version}/models/{upstream_model}:{call.endpoint}"
+        return path + "?alt=sse" if call.stream else path
+
+    async def send(self, call: Call, upstream_model: str) -> UpstreamReply:
+        """POST the call to its Gemini path; relay a stream or read the whole body."""
+        response = await self.post(
+            self.path(call, upstream_model),
+            upstream_body(call, upstream_model),
+            self.upstream_headers(),
+            stream=call.stream,
+        )
+        headers = relayed_headers(response)
+        if call.stream:
+            return UpstreamReply(
+                status=response.status_code,
+                headers=headers,
+                stream=self.iter_stream(response),
+                relay=GeminiStreamRelay(call),
+                response=response,
+            )
+        content = response.content
+        return UpstreamReply(
+            status=response.status_code,
+            headers=headers,
+            body=content,
+            usage=reply_usage(call, content),
+        )
+
+
+@hookimpl
+def register_providers() -> dict[str, type[Adapter]]:
+    """The `gemini` wire format."""
+    return {"gemini": GeminiAdapter}
