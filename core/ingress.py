@@ -6,7 +6,8 @@ import secrets
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request, Response
+from litestar import Response
+from litestar.connection import ASGIConnection
 from tokone.core.errors import GatewayError, error_bytes
 from tokone.core.types import Family
 
@@ -19,7 +20,7 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-def client_key(request: Request[Any, Any, Any]) -> str | None:
+def client_key(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
     """The client's key from its headers; a key in the query string is refused (400).
 
     The query check comes first and wins even when a header also carries a key: a key in a

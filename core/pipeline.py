@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import msgspec
@@ -16,6 +16,7 @@ from litestar import Response
 from litestar.response import Stream
 from tokone.core.errors import GatewayError, sse_error_event
 from tokone.core.gateway import Gateway, gather_awaitables
+from tokone.core.health import health
 from tokone.core.tokens import estimate_chars
 from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
 from tokone.providers.base import UpstreamError, UpstreamReply
@@ -46,6 +47,33 @@ def mask(key: str) -> str:
 
 async def run(gateway: Gateway, call: Call) -> Response[Any] | Stream:
     """Serve one admitted-and-authenticated inference call; raise GatewayError to refuse it."""
+    candidate, reply = await start(gateway, call)
+    if reply.stream is None:
+        outcome = finish(gateway, call, candidate, reply.status, reply.usage)
+        meter(gateway, call, outcome)
+        headers = {**reply.headers, "x-request-id": call.request_id}
+        return Response(
+            reply.body,
+            status_code=reply.status,
+            headers=headers,
+            media_type=reply.headers.get("content-type", "application/json"),
+        )
+    headers = {**SSE_HEADERS, "x-request-id": call.request_id}
+    return Stream(
+        relay(gateway, call, candidate, reply),
+        status_code=reply.status,
+        headers=headers,
+        media_type="text/event-stream",
+    )
+
+
+async def start(gateway: Gateway, call: Call) -> tuple[Candidate, UpstreamReply]:
+    """Route and admit `call`, then open it upstream (with failover); raise GatewayError.
+
+    Shared by every transport (HTTP here, the Responses WebSocket in `routes_responses_ws`).
+    A call refused after admission is metered here, so its holds are released; a call that
+    got a reply must be metered by the caller (`relay` does it for streams).
+    """
     candidates = gateway.hook.route(call=call, gateway=gateway) or []
     if not candidates:
         raise GatewayError(
@@ -71,39 +99,51 @@ async def run(gateway: Gateway, call: Call) -> Response[Any] | Stream:
             Outcome(status=499, usage=Usage(), charge=None, error=type(error).__name__),
         )
         raise
-    if reply.stream is None:
-        outcome = finish(gateway, call, candidate, reply.status, reply.usage)
-        meter(gateway, call, outcome)
-        headers = {**reply.headers, "x-request-id": call.request_id}
-        return Response(
-            reply.body,
-            status_code=reply.status,
-            headers=headers,
-            media_type=reply.headers.get("content-type", "application/json"),
-        )
-    headers = {**SSE_HEADERS, "x-request-id": call.request_id}
-    return Stream(
-        relay(gateway, call, candidate, reply),
-        status_code=reply.status,
-        headers=headers,
-        media_type="text/event-stream",
-    )
+    return candidate, reply
 
 
 async def open_upstream(
     gateway: Gateway, call: Call, candidates: list[Candidate]
 ) -> tuple[Candidate, UpstreamReply]:
-    """Try the candidates in order until one answers; fail over only on retryable errors."""
+    """Try the candidates in order until one answers; fail over only on retryable errors.
+
+    At most `[routing] max_attempts` candidates are tried, each within its provider's
+    connect and first-byte timeouts. A candidate whose circuit breaker no longer lets a
+    request through (it opened meanwhile, or another request holds its half-open probe) is
+    skipped. Every attempt's result feeds the channel's health; a failure after the reply
+    has started is reported by the `health` plugin's `meter`.
+    """
+    channels = health(gateway)
+    budget = gateway.config.routing.max_attempts
     last: UpstreamError | None = None
     for candidate in candidates:
+        name = candidate.provider.name
+        if budget <= 0:
+            break
+        if not channels.acquire(candidate.provider):
+            continue
+        budget -= 1
         try:
-            return candidate, await candidate.adapter.send(call, candidate.upstream_model)
+            reply = await candidate.adapter.send(call, candidate.upstream_model)
         except UpstreamError as error:
             last = error
-            call.extra.setdefault("failures", []).append((candidate.provider.name, str(error)))
-            if not error.retryable:
+            call.extra.setdefault("failures", []).append((name, str(error)))
+            if not error.retryable:  # the upstream answered: the request itself is refused
+                channels.succeeded(name)
                 break
-    assert last is not None
+            channels.failed(name, str(error), error.retry_after)
+            continue
+        except BaseException:  # cancelled (client gone) or a bug: no verdict on the channel
+            channels.release(name)
+            raise
+        channels.succeeded(name)
+        return candidate, reply
+    if last is None:
+        raise GatewayError(
+            "unavailable",
+            f"No healthy upstream for the model '{call.model}' right now; try again shortly.",
+            headers={"retry-after": "1"},
+        )
     raise upstream_failure(last)
 
 
@@ -135,9 +175,17 @@ def upstream_message(error: UpstreamError) -> str:
 
 
 async def relay(
-    gateway: Gateway, call: Call, candidate: Candidate, reply: UpstreamReply
+    gateway: Gateway,
+    call: Call,
+    candidate: Candidate,
+    reply: UpstreamReply,
+    error_event: Callable[[GatewayError], bytes] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Relay a stream chunk by chunk; meter what was delivered however the stream ends."""
+    """Relay a stream chunk by chunk; meter what was delivered however the stream ends.
+
+    A failure after the first byte ends the stream with `error_event(failure)` (by default
+    the family's SSE error event, see :func:`sse_error_event`).
+    """
     relay_state = reply.relay
     assert reply.stream is not None and relay_state is not None
     status, error_message = reply.status, None
@@ -156,7 +204,7 @@ async def relay(
         failure = GatewayError(
             "timeout" if error.timeout else "upstream", f"Stream failed: {error}"
         )
-        yield sse_error_event(call.family, failure)
+        yield error_event(failure) if error_event else sse_error_event(call.family, failure)
     except BaseException as error:  # client went away (cancelled) or generator closed
         status, error_message = 499, type(error).__name__
         raise

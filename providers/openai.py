@@ -96,7 +96,8 @@ class ChatStreamRelay(StreamRelay):
 class ResponsesStreamRelay(StreamRelay):
     """Responses API SSE: `event:` lines kept; usage from the terminal event."""
 
-    TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+    TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
+    _MARKERS = tuple(kind.encode() for kind in TERMINAL)
 
     def on_event(self, event: bytes) -> bytes | None:
         """Count text deltas and read usage from the terminal event."""
@@ -106,13 +107,14 @@ class ResponsesStreamRelay(StreamRelay):
         if b'"response.output_text.delta"' in data:
             delta = msgspec.json.decode(data).get("delta") or ""
             self.delivered_chars += len(delta)
-        elif any(kind in data for kind in self.TERMINAL):
+        elif any(marker in data for marker in self._MARKERS):
+            # the names also occur in echoed text (instructions): only the type decides
             parsed = msgspec.json.decode(data)
-            response = parsed.get("response") or {}
-            usage = usage_from_openai(response)
-            if usage is not None:
-                self.usage, self.saw_usage = usage, True
-            self.finished = True
+            if parsed.get("type") in self.TERMINAL:
+                usage = usage_from_openai(parsed.get("response") or {})
+                if usage is not None:
+                    self.usage, self.saw_usage = usage, True
+                self.finished = True
         return event
 
 
