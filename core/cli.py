@@ -8,12 +8,13 @@ import time
 from typing import Annotated
 
 import typer
-from sqlalchemy import func
 from sqlmodel import Session, select
 from tokone.core import accounts as ops
+from tokone.core.cli_billing import register as register_billing
+from tokone.core.cli_providers import providers_app
 from tokone.core.config import Config, ConfigError, load_config
 from tokone.core.db import make_engine, upgrade
-from tokone.core.models import Account, ApiKey, UsageRecord
+from tokone.core.models import Account
 
 app = typer.Typer(
     help="TokOne: one key for OpenAI-, Anthropic- and Gemini-compatible APIs.",
@@ -33,6 +34,8 @@ for sub, name in (
     (config_app, "config"),
 ):
     app.add_typer(sub, name=name)
+app.add_typer(providers_app, name="providers")
+register_billing(app, accounts_app)
 
 ConfigOption = Annotated[
     str | None,
@@ -120,12 +123,13 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
 def accounts_create(
     name: str, group: Annotated[str, typer.Option(help="Pricing group.")] = "default"
 ) -> None:
-    """Create an account with a zero balance."""
+    """Create an account with a zero balance in a group of tokone.toml or the database."""
     config = config_or_exit()
-    if group not in config.groups:
-        raise fail(f"unknown group {group!r}; groups in {config.path}: {', '.join(config.groups)}")
+    engine = migrated_engine(config)
     try:
-        account = ops.create_account(migrated_engine(config), name, group)
+        account = ops.create_account(
+            engine, name, group, ops.known_groups(engine, config.groups)
+        )
     except ops.AccountError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"created account {account.name} (id {account.id}, group {account.group})")
@@ -151,62 +155,28 @@ def accounts_show(
     name: str,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Balance, group, usage totals and keys of one account."""
+    """Balance, group, multiplier override, usage totals and keys of one account."""
     config = config_or_exit()
-    engine = migrated_engine(config)
-    with Session(engine) as session:
-        try:
-            account = ops.get_account(session, name)
-        except ops.AccountError as exc:
-            raise fail(str(exc)) from None
-        keys = session.exec(select(ApiKey).where(ApiKey.account_id == account.id)).all()
-        requests, tokens_in, tokens_out, cost = session.exec(
-            select(
-                func.count(UsageRecord.id),
-                func.coalesce(func.sum(UsageRecord.input_tokens), 0),
-                func.coalesce(func.sum(UsageRecord.output_tokens), 0),
-                func.coalesce(func.sum(UsageRecord.cost), 0),
-            ).where(UsageRecord.account_id == account.id)
-        ).one()
-    data = {
-        "name": account.name,
-        "id": account.id,
-        "group": account.group,
-        "multiplier_override": account.multiplier_override,
-        "balance": ops.format_amount(account.balance),
-        "balance_micro": account.balance,
-        "held_micro": account.held,
-        "usage": {
-            "requests": requests,
-            "input_tokens": int(tokens_in),
-            "output_tokens": int(tokens_out),
-            "cost": ops.format_amount(int(cost)),
-            "cost_micro": int(cost),
-        },
-        "keys": [
-            {
-                "id": k.id,
-                "name": k.name,
-                "prefix": k.prefix,
-                "status": k.status,
-                "models": [m for m in k.models.split(",") if m],
-                "expires_at": k.expires_at,
-            }
-            for k in keys
-        ],
-    }
+    try:
+        data = ops.account_summary(migrated_engine(config), name)
+    except ops.AccountError as exc:
+        raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    typer.echo(f"account  {account.name} (id {account.id})\ngroup    {account.group}")
-    typer.echo(f"balance  {data['balance']}  (held {ops.format_amount(account.held)})")
+    usage, keys = data["usage"], data["keys"]
+    override = data["multiplier_override"]
+    typer.echo(f"account  {data['name']} (id {data['id']})")
+    own = f" (own multiplier {override:g})" if override is not None else ""
+    typer.echo(f"group    {data['group']}{own}")
+    typer.echo(f"balance  {data['balance']}  (held {ops.format_amount(data['held_micro'])})")
     typer.echo(
-        f"usage    {requests} requests, {tokens_in} input + {tokens_out} output tokens, "
-        f"cost {data['usage']['cost']}"
+        f"usage    {usage['requests']} requests, {usage['input_tokens']} input + "
+        f"{usage['output_tokens']} output tokens, cost {usage['cost']}"
     )
     typer.echo("keys" if keys else "keys     none")
     for k in keys:
-        typer.echo(f"  {k.id:>4}  {k.prefix:<14} {k.status:<9} {k.name}")
+        typer.echo(f"  {k['id']:>4}  {k['prefix']:<14} {k['status']:<9} {k['name']}")
 
 
 @accounts_app.command("list")
@@ -224,7 +194,7 @@ def accounts_list() -> None:
 
 @accounts_app.command("check")
 def accounts_check(name: str) -> None:
-    """Recompute an account's balance from its ledger and compare with the cached one."""
+    """Recompute balance, holds and charges from the ledger, holds and usage records."""
     config = config_or_exit()
     try:
         result = ops.reconcile(migrated_engine(config), name)
@@ -233,7 +203,9 @@ def accounts_check(name: str) -> None:
     typer.echo(
         f"balance {ops.format_amount(result.balance)} (ledger "
         f"{ops.format_amount(result.ledger_balance)}), held {result.held} "
-        f"(open holds {result.open_holds}): {'OK' if result.ok else 'MISMATCH'}"
+        f"(open holds {result.open_holds}), charged {ops.format_amount(result.captured)} "
+        f"(usage records {ops.format_amount(result.usage_cost)}): "
+        f"{'OK' if result.ok else 'MISMATCH'}"
     )
     if not result.ok:
         raise typer.Exit(1)

@@ -107,6 +107,66 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     )
 
 
+class RoutingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[routing]`: the failover budget and each channel's circuit breaker.
+
+    A channel (a `[[providers]]` entry) that fails `failure_threshold` times in a row
+    (connect error, timeout, 429, 5xx, or a stream broken mid-way) is skipped for
+    `cooldown_seconds`; then one request is let through as a probe. A successful probe
+    closes the breaker; a failed one opens it again for twice as long, up to
+    `max_cooldown_seconds`. Breaker state is per process; the manual switch
+    (`tokone providers disable`) is in the database and seen by every process within a second.
+    """
+
+    max_attempts: int = 3
+    """Candidates tried at most for one request (the first try included)."""
+    failure_threshold: int = 3
+    """Consecutive failures that open a channel's breaker."""
+    cooldown_seconds: float = 30.0
+    """How long a channel is skipped after its breaker opens the first time."""
+    max_cooldown_seconds: float = 600.0
+    """Cap of the cooldown, which doubles each time a probe fails."""
+
+
+class LimitSet(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Rate limits; a field left out inherits, 0 means unlimited.
+
+    `rpm`/`tpm` count per key, `account_*` per account (all its keys), `group_*` per group
+    (all its accounts together). Tokens are the actual input + output tokens of finished
+    calls; a call is refused while the minute's count is already at the limit.
+    """
+
+    rpm: int | None = None
+    tpm: int | None = None
+    account_rpm: int | None = None
+    account_tpm: int | None = None
+    group_rpm: int | None = None
+    group_tpm: int | None = None
+    max_concurrent: int | None = None
+    """Requests one key may have in flight at once."""
+
+
+KEY_LIMIT_FIELDS = ("rpm", "tpm", "max_concurrent")
+
+
+class RateLimitsConfig(LimitSet, forbid_unknown_fields=True, kw_only=True):
+    """`[rate_limits]`: the defaults, `[rate_limits.groups.NAME]` and `[rate_limits.keys."ID"]`.
+
+    A key's limits are the defaults, overlaid by its account's group, overlaid by its own
+    entry (keyed by the key id `tokone keys list` shows; only `rpm`, `tpm`, `max_concurrent`).
+    """
+
+    storage: str = "memory://"
+    """`memory://` (one process) or `redis://host:port/db` (shared by every process)."""
+    strategy: str = "moving-window"
+    """For request counts: `moving-window` (exact) or `fixed-window` (cheaper). Token counts
+    always use a fixed one-minute window, which can record a call that overshoots."""
+    key_prefix: str = "tokone"
+    """Prefix of every storage key (Redis)."""
+    groups: dict[str, LimitSet] = {}
+    keys: dict[str, LimitSet] = {}
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The whole `tokone.toml`."""
 
@@ -115,8 +175,12 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plugins: PluginsConfig = msgspec.field(default_factory=PluginsConfig)
     providers: list[ProviderConfig] = []
     prices: dict[str, ModelPrice] = {}
-    groups: dict[str, GroupConfig] = msgspec.field(default_factory=lambda: {"default": GroupConfig()})
+    groups: dict[str, GroupConfig] = msgspec.field(
+        default_factory=lambda: {"default": GroupConfig()}
+    )
     billing: BillingConfig = msgspec.field(default_factory=BillingConfig)
+    routing: RoutingConfig = msgspec.field(default_factory=RoutingConfig)
+    rate_limits: RateLimitsConfig = msgspec.field(default_factory=RateLimitsConfig)
     path: str = ""
     """Where this config was read from (set by the loader, not by the file)."""
 
@@ -234,6 +298,51 @@ def _check_semantics(config: Config, source: str) -> None:
                 raise ConfigError(f"{source}: key prices.{model}.{field}: expected >= 0")
     if not config.server.key_prefix:
         raise ConfigError(f"{source}: key server.key_prefix: expected a non-empty string")
+    _check_routing(config.routing, source)
+    _check_rate_limits(config.rate_limits, source)
+
+
+def _check_routing(routing: RoutingConfig, source: str) -> None:
+    """`[routing]`: a positive budget and threshold, a cooldown no longer than its cap."""
+    for field in ("max_attempts", "failure_threshold"):
+        if getattr(routing, field) < 1:
+            raise ConfigError(f"{source}: key routing.{field}: expected >= 1")
+    if routing.cooldown_seconds <= 0:
+        raise ConfigError(f"{source}: key routing.cooldown_seconds: expected > 0")
+    if routing.max_cooldown_seconds < routing.cooldown_seconds:
+        raise ConfigError(
+            f"{source}: key routing.max_cooldown_seconds: expected >= routing.cooldown_seconds"
+        )
+
+
+def _check_rate_limits(limits: RateLimitsConfig, source: str) -> None:
+    """`[rate_limits]`: a known storage and strategy, no negative limits, key-only overrides."""
+    if not limits.storage.startswith(("memory://", "redis://", "rediss://")):
+        raise ConfigError(
+            f"{source}: key rate_limits.storage: expected 'memory://' or a 'redis://' URL"
+        )
+    if limits.strategy not in ("moving-window", "fixed-window"):
+        raise ConfigError(
+            f"{source}: key rate_limits.strategy: expected 'moving-window' or 'fixed-window'"
+        )
+    sections: dict[str, LimitSet] = {"rate_limits": limits}
+    sections.update({f"rate_limits.groups.{n}": s for n, s in limits.groups.items()})
+    sections.update({f'rate_limits.keys."{n}"': s for n, s in limits.keys.items()})
+    for where, section in sections.items():
+        for field in LimitSet.__struct_fields__:
+            value = getattr(section, field)
+            if value is not None and value < 0:
+                raise ConfigError(f"{source}: key {where}.{field}: expected >= 0")
+    for key_id, section in limits.keys.items():
+        where = f'rate_limits.keys."{key_id}"'
+        if not key_id.isdigit():
+            raise ConfigError(f"{source}: key {where}: expected a key id (a number)")
+        for field in LimitSet.__struct_fields__:
+            if field not in KEY_LIMIT_FIELDS and getattr(section, field) is not None:
+                raise ConfigError(
+                    f"{source}: key {where}.{field}: a key may override only "
+                    f"{', '.join(KEY_LIMIT_FIELDS)}"
+                )
 
 
 def _resolve_sqlite_path(config: Config, path: Path) -> None:

@@ -61,8 +61,19 @@ class Gateway:
 
 
 async def gather_awaitables(results: Iterable[Any]) -> list[Any]:
-    """Await the awaitable results of an all-run hook, in order; pass the others through."""
+    """Await the awaitable results of an all-run hook, in order; pass the others through.
+
+    When one raises, the coroutines after it are closed unawaited (a refused call must not
+    go on to hold money), and the error propagates.
+    """
+    pending = list(results)
     out = []
-    for result in results:
-        out.append(await result if inspect.isawaitable(result) else result)
+    for index, result in enumerate(pending):
+        try:
+            out.append(await result if inspect.isawaitable(result) else result)
+        except BaseException:
+            for rest in pending[index + 1 :]:
+                if inspect.iscoroutine(rest):
+                    rest.close()
+            raise
     return out

@@ -1,12 +1,23 @@
-"""Default routing: providers serving the model, by priority, then weighted random."""
+"""Default routing: healthy providers serving the model, by priority, then weighted random.
+
+A provider serves a model it lists exactly, by a `*` wildcard, or through its `model_map`
+(an alias: public name -> upstream name). Channels switched off by an operator or cooling
+down after failures are left out (a half-open channel stays in, so its probe can happen);
+channels whose upstream said `retry-after` go last until it has passed. A model that is
+served but has no usable channel is refused with 503 ("unavailable"), not 404.
+"""
 
 from __future__ import annotations
 
+import math
 import random
+import time
 from fnmatch import fnmatchcase
 
 from tokone.core.config import ProviderConfig
+from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
+from tokone.core.health import Health, health
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Candidate
 
@@ -40,14 +51,46 @@ def order_by_priority_and_weight(
     return ordered
 
 
+def no_healthy_channel(call: Call, channels: Health, names: list[str], now: float) -> GatewayError:
+    """The 503 for a model whose every channel is switched off or cooling down."""
+    wait = channels.usable_in(names, now)
+    if wait is None:
+        return GatewayError(
+            "unavailable",
+            f"No upstream for the model '{call.model}' is available: every channel serving it "
+            "is disabled by an operator.",
+        )
+    seconds = max(1, math.ceil(wait))
+    return GatewayError(
+        "unavailable",
+        f"No healthy upstream for the model '{call.model}' right now: every channel serving "
+        f"it is cooling down after failures or being probed. Try again in {seconds}s.",
+        headers={"retry-after": str(seconds)},
+    )
+
+
 @hookimpl
 def route(call: Call, gateway: Gateway) -> list[Candidate]:
-    """Every enabled provider whose adapter serves the call's endpoint and model."""
-    candidates = [
-        Candidate(adapter.provider, adapter, adapter.provider.model_map.get(call.model, call.model))
+    """Usable providers for the call's endpoint and model, best first; 503 if none is usable."""
+    served = [
+        adapter
         for adapter in gateway.adapters.values()
         if adapter.provider.enabled
         and adapter.supports(call)
         and serves(adapter.provider, call.model)
     ]
-    return order_by_priority_and_weight(candidates) if len(candidates) > 1 else candidates
+    if not served:
+        return []
+    channels, now = health(gateway), time.monotonic()
+    candidates = [
+        Candidate(adapter.provider, adapter, adapter.provider.model_map.get(call.model, call.model))
+        for adapter in served
+        if channels.usable(adapter.provider.name, now)
+    ]
+    if not candidates:
+        raise no_healthy_channel(call, channels, [a.provider.name for a in served], now)
+    if len(candidates) == 1:
+        return candidates
+    ordered = order_by_priority_and_weight(candidates)
+    # stable: channels with no retry-after keep their order; deferred ones go last, soonest first
+    return sorted(ordered, key=lambda c: channels.deferred_for(c.provider.name, now))

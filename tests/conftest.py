@@ -182,3 +182,20 @@ def postgres_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def make_fake_upstream() -> Iterator[Callable[..., object]]:
+    """Factory: `make_fake_upstream(**kwargs)` starts a FakeUpstream (stopped at teardown)."""
+    from fake_upstream import FakeUpstream
+
+    started: list[FakeUpstream] = []
+
+    def factory(**kwargs: object) -> FakeUpstream:
+        upstream = FakeUpstream(**kwargs).start()  # type: ignore[arg-type]
+        started.append(upstream)
+        return upstream
+
+    yield factory
+    for upstream in started:
+        upstream.stop()

@@ -1,0 +1,89 @@
+"""Admin API for provider channels: their live health in this process, and the manual switch.
+
+* ``GET /admin/providers``: every configured channel with its config (adapter, models,
+  priority, weight) and its state as *this* process sees it: healthy, cooldown (until when),
+  half-open, disabled (by an operator, with the reason) or disabled in config; consecutive
+  and recent failures and the last error.
+* ``POST /admin/providers/{name}/disable`` (optional JSON body ``{"reason": "..."}``) and
+  ``POST /admin/providers/{name}/enable``: the switch is written to the database, so every
+  process applies it within a second (this one at once).
+
+Guarded by ``[server] admin_keys`` (``Authorization: Bearer <admin key>``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get, post
+from tokone.core.admin import ADMIN_PATH, make_admin_guard
+from tokone.core.errors import GatewayError
+from tokone.core.gateway import Gateway
+from tokone.core.health import describe, health, known_provider, write_switch
+from tokone.core.hookspecs import hookimpl
+from tokone.core.ingress import error_response
+from tokone.core.types import Family
+
+
+class SwitchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of `POST /admin/providers/{name}/disable` (optional)."""
+
+    reason: str = ""
+
+
+def _not_found(name: str) -> Response[bytes]:
+    return error_response(
+        Family.OPENAI,
+        GatewayError("not_found", f"No provider named '{name}' in the configuration."),
+    )
+
+
+def provider_router(gateway: Gateway) -> Router:
+    """The `/admin/providers` routes, bound to `gateway`."""
+
+    @get("/", name="admin.providers", summary="Provider channels and their health")
+    async def list_providers() -> dict[str, Any]:
+        channels = health(gateway)
+        return {"data": [describe(p, channels) for p in gateway.config.providers]}
+
+    async def switch(name: str, disabled: bool, reason: str) -> Response[Any]:
+        provider = known_provider(gateway.config, name)
+        if provider is None:
+            return _not_found(name)
+        channels = health(gateway)
+        written = await asyncio.to_thread(write_switch, gateway.engine, name, disabled, reason)
+        channels.set_switch(name, written)
+        gateway.log.info("channel_switched", provider=name, disabled=disabled, reason=reason)
+        return Response(describe(provider, channels))
+
+    @post("/{name:str}/disable", name="admin.providers.disable", status_code=200,
+          summary="Switch a channel off for every process")
+    async def disable(name: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        raw = await request.body()
+        try:
+            body = msgspec.json.decode(raw, type=SwitchRequest) if raw.strip() else SwitchRequest()
+        except msgspec.DecodeError as exc:
+            return error_response(
+                Family.OPENAI, GatewayError("invalid_request", f"Invalid request body: {exc}")
+            )
+        return await switch(name, True, body.reason)
+
+    @post("/{name:str}/enable", name="admin.providers.enable", status_code=200,
+          summary="Switch a channel back on")
+    async def enable(name: str) -> Response[Any]:
+        return await switch(name, False, "")
+
+    return Router(
+        path=f"{ADMIN_PATH}/providers",
+        route_handlers=[list_providers, disable, enable],
+        guards=[make_admin_guard(gateway)],
+        tags=["admin: providers"],
+    )
+
+
+@hookimpl
+def routes(gateway: Gateway) -> list[Any]:
+    """Mount `/admin/providers`."""
+    return [provider_router(gateway)]
