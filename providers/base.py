@@ -143,27 +143,41 @@ class Adapter:
 
     def __init__(self, provider: ProviderConfig) -> None:
         self.provider = provider
-        self._client: httpx.AsyncClient | None = None
+        self._transport: httpx.AsyncBaseTransport | None = None
+        self._urls: dict[str, httpx.URL] = {}
+        t = provider.timeouts
+        self._timeouts = {
+            "connect": t.connect,
+            "read": max(t.first_byte, t.idle),
+            "write": t.idle,
+            "pool": t.connect,
+        }
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        """The pooled HTTP client for this upstream (created on first use)."""
-        if self._client is None:
-            t = self.provider.timeouts
-            self._client = httpx.AsyncClient(
-                base_url=self.provider.base_url.rstrip("/"),
-                transport=AiohttpTransport(),
-                timeout=httpx.Timeout(
-                    connect=t.connect, read=max(t.first_byte, t.idle), write=t.idle, pool=t.connect
-                ),
-            )
-        return self._client
+    def transport(self) -> httpx.AsyncBaseTransport:
+        """The pooled connection to this upstream (created on first use).
+
+        Requests go to httpx's transport directly rather than through ``httpx.AsyncClient``:
+        the client's per-request work (URL merging, cookies, auth, redirects, event hooks)
+        is nothing the gateway needs and halved throughput when measured
+        (bench: 5.6k vs 10.6k requests/s against the fake upstream, 32 in flight).
+        """
+        if self._transport is None:
+            self._transport = AiohttpTransport()
+        return self._transport
 
     async def aclose(self) -> None:
-        """Close the pooled client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the pooled connections."""
+        if self._transport is not None:
+            await self._transport.aclose()
+            self._transport = None
+
+    def url(self, path: str) -> httpx.URL:
+        """The upstream URL for `path` under `base_url` (parsed once per path)."""
+        found = self._urls.get(path)
+        if found is None:
+            found = self._urls[path] = httpx.URL(self.provider.base_url.rstrip("/") + path)
+        return found
 
     def supports(self, call: Call) -> bool:
         """Whether this adapter can serve `call` (by family and endpoint)."""
@@ -181,10 +195,16 @@ class Adapter:
         self, path: str, content: bytes, headers: dict[str, str], *, stream: bool
     ) -> httpx.Response:
         """POST to the upstream within the first-byte timeout; raise UpstreamError on failure."""
-        request = self.client.build_request("POST", path, content=content, headers=headers)
+        request = httpx.Request(
+            "POST",
+            self.url(path),
+            content=content,
+            headers=headers,
+            extensions={"timeout": self._timeouts},
+        )
         try:
             async with asyncio.timeout(self.provider.timeouts.first_byte):
-                response = await self.client.send(request, stream=True)
+                response = await self.transport.handle_async_request(request)
         except TimeoutError:
             raise UpstreamError(
                 f"{self.provider.name}: no response within {self.provider.timeouts.first_byte:g}s",
