@@ -83,7 +83,9 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
             Exception: http_exception_handler,
         },
         request_max_body_size=config.server.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="TokOne", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(
+            title="TokOne", version="0.1.0", path="/schema", use_handler_docstrings=True
+        ),
         debug=False,
     )
     app.state.gateway = gateway

@@ -35,7 +35,6 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 app.add_typer(providers_app, name="providers")
-register_billing(app, accounts_app)
 
 ConfigOption = Annotated[
     str | None,
@@ -346,6 +345,8 @@ def config_check() -> None:
         f"priced models, database {config.database.url.split('://')[0]})"
     )
 
+
+register_billing(app, accounts_app)  # groups, codes, usage, accounts override|adjust|refund
 
 if __name__ == "__main__":
     app()

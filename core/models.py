@@ -56,7 +56,10 @@ class LedgerEntry(SQLModel, table=True):
     """One append-only money movement: topup, capture, refund, adjustment."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (UniqueConstraint("request_id", "kind", name="uq_ledger_request_kind"),)
+    __table_args__ = (
+        UniqueConstraint("request_id", "kind", name="uq_ledger_request_kind"),
+        Index("ix_ledger_account_kind", "account_id", "kind"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="accounts.id", index=True)
@@ -84,7 +87,10 @@ class UsageRecord(SQLModel, table=True):
     """What one call consumed and cost."""
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_account_time", "account_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_usage_account_time", "account_id", "created_at"),
+        Index("ix_usage_model_time", "model", "created_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     request_id: str = Field(unique=True)

@@ -2,21 +2,44 @@
 
 A price per million tokens times a token count *is* an amount in micro-units, so the
 arithmetic is exact: prices and factors are read as decimals (`Fraction(str(x))`) and the
-result is rounded half-up to an integer number of micro-units once, at the end.
+result is rounded half-up to an integer number of micro-units once, at the end::
+
+    cost = round_half_up(
+        ((input - cached) * input_price + cached * cached_price + output * output_price
+         + per_request * 1_000_000) * multiplier * tier_factor)
+
+* **multiplier**: the account's ``multiplier_override`` if it has one, else its group's
+  multiplier. Groups come from ``[groups.NAME]`` in ``tokone.toml`` *and* the ``groups``
+  table (the database wins on a name clash, so an operator can re-price a group at run
+  time); an unknown group costs 1x. The table is read into memory at most once a second per
+  process by a background task (:class:`GroupTable`), never once per request.
+* **tier**: the service tier the upstream says it served (``usage.service_tier``), else the
+  one the client requested, else ``default``; its factor comes from ``[billing] service_tiers``
+  (1 for a tier not listed there).
+
+Another policy can wrap this one (``@hookimpl(wrapper=True) def price(...)``) to adjust the
+amount; `tests/plugins/min_charge.py` is such a wrapper.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from fnmatch import fnmatchcase
 from fractions import Fraction
 from functools import lru_cache
 
+import structlog
+from sqlalchemy import Engine
+from sqlmodel import Session, select
 from tokone.core.config import Config, ModelPrice
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
+from tokone.core.models import Group
 from tokone.core.types import Call, Charge, Principal, Usage
 
 MICRO = 1_000_000
+GROUPS_REFRESH_SECONDS = 1.0
 
 
 @lru_cache(maxsize=4096)
@@ -41,14 +64,79 @@ def model_price(config: Config, model: str) -> ModelPrice | None:
     return None
 
 
-def multiplier_for(config: Config, principal: Principal | None) -> float:
+class GroupTable:
+    """Group multipliers: `[groups]` from the config overlaid with the `groups` table.
+
+    Lookups never touch the database: in the server a background task re-reads the table
+    every second (so a change takes effect within about a second on every process); without
+    that task (the CLI, tests) a lookup re-reads it inline, at most once a second. The
+    database copy wins over the config on a name clash.
+    """
+
+    def __init__(self, config: Config, engine: Engine | None) -> None:
+        self._config = {name: group.multiplier for name, group in config.groups.items()}
+        self._engine = engine
+        self._merged = dict(self._config)
+        self._expires = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def load(self) -> dict[str, float]:
+        """Read the groups table now and return the merged multipliers."""
+        merged = dict(self._config)
+        if self._engine is not None:
+            with Session(self._engine) as session:
+                merged.update({g.name: g.multiplier for g in session.exec(select(Group)).all()})
+        self._merged = merged
+        self._expires = time.monotonic() + GROUPS_REFRESH_SECONDS
+        return merged
+
+    def all(self) -> dict[str, float]:
+        """Every known group and its multiplier."""
+        if self._task is None and self._engine is not None and time.monotonic() >= self._expires:
+            self.load()
+        return self._merged
+
+    def get(self, name: str) -> float | None:
+        """The multiplier of group `name`, or None for an unknown group."""
+        return self.all().get(name)
+
+    def start(self) -> None:
+        """Read the table now, then keep re-reading it every second in the background."""
+        self.load()
+        self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
+
+    def stop(self) -> None:
+        """Stop the background refresh."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(GROUPS_REFRESH_SECONDS)
+            try:
+                await asyncio.to_thread(self.load)
+            except Exception as exc:  # the database is unreachable: keep the last good copy
+                structlog.get_logger("tokone").warning("groups_refresh_failed", error=repr(exc))
+
+
+def group_table(gateway: Gateway) -> GroupTable:
+    """This gateway's group table (created, and read once, on first use)."""
+    table = gateway.state.get("groups")
+    if table is None:
+        table = GroupTable(gateway.config, gateway.engine)
+        gateway.state["groups"] = table
+    return table
+
+
+def multiplier_for(gateway: Gateway, principal: Principal | None) -> float:
     """The account's override, else its group's multiplier (1 for an unknown group)."""
     if principal is None:
         return 1.0
     if principal.multiplier_override is not None:
         return principal.multiplier_override
-    group = config.groups.get(principal.group)
-    return group.multiplier if group is not None else 1.0
+    found = group_table(gateway).get(principal.group)
+    return found if found is not None else 1.0
 
 
 def base_cost(price: ModelPrice, usage: Usage) -> Fraction:
@@ -68,15 +156,31 @@ def tier_of(call: Call, usage: Usage) -> str:
     return usage.service_tier or call.service_tier or "default"
 
 
+def compute(price: ModelPrice, usage: Usage, multiplier: float, tier_factor: float) -> int:
+    """The exact cost in micro-units: base cost x multiplier x tier factor, rounded once."""
+    return round_half_up(base_cost(price, usage) * exact(multiplier) * exact(tier_factor))
+
+
 @hookimpl
 def price(call: Call, usage: Usage, gateway: Gateway) -> Charge:
     """Price `usage` for `call`'s model, account group and service tier."""
     config = gateway.config
     tier = tier_of(call, usage)
     tier_factor = config.billing.service_tiers.get(tier, 1.0)
-    multiplier = multiplier_for(config, call.principal)
+    multiplier = multiplier_for(gateway, call.principal)
     entry = model_price(config, call.model)
     if entry is None:
         return Charge(0, multiplier, tier, tier_factor, {"unpriced": True})
-    amount = base_cost(entry, usage) * exact(multiplier) * exact(tier_factor)
-    return Charge(round_half_up(amount), multiplier, tier, tier_factor)
+    return Charge(compute(entry, usage, multiplier, tier_factor), multiplier, tier, tier_factor)
+
+
+@hookimpl
+def startup(gateway: Gateway) -> None:
+    """Read the groups table before the first request and keep it fresh."""
+    group_table(gateway).start()
+
+
+@hookimpl
+def shutdown(gateway: Gateway) -> None:
+    """Stop refreshing the groups table."""
+    group_table(gateway).stop()

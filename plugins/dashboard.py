@@ -1,0 +1,220 @@
+"""What users can ask about their own account, with their own key.
+
+* ``GET /v1/dashboard/balance``: the caller's account, balance, money held by calls in
+  flight, what is available, and the price multiplier that applies to it.
+* ``GET /v1/dashboard/usage``: the caller's usage per key and model with totals; query
+  ``since`` / ``until`` (ISO 8601, UTC unless stated) or ``days``, and ``model``.
+* ``POST /v1/dashboard/redeem`` ``{"code": "tkc-…"}``: redeem a top-up code for the
+  caller's account. A code credits exactly once, however many redeem it at the same moment;
+  404 for an unknown code, 409 for one already used.
+* ``GET /pricing``: every priced model's effective prices for the caller, per million
+  tokens (``per_request`` per call), with the caller's multiplier already applied, and the
+  service-tier factors that multiply them further.
+
+The key is sent as for inference calls (``Authorization: Bearer``, ``x-api-key`` or
+``x-goog-api-key``); errors use the OpenAI error shape. Amounts are given as decimal strings
+and as integer micro-units.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from sqlmodel import Session
+from tokone.core import pipeline
+from tokone.core.accounts import AccountError, format_amount
+from tokone.core.codes import redeem
+from tokone.core.errors import GatewayError
+from tokone.core.gateway import Gateway
+from tokone.core.hookspecs import hookimpl
+from tokone.core.ingress import client_key, error_response
+from tokone.core.models import Account
+from tokone.core.types import Family, Principal
+from tokone.core.usage_report import UsageFilter, time_range, usage_report
+from tokone.plugins.token_pricing import MICRO, exact, multiplier_for
+
+FAMILY = Family.OPENAI
+
+
+class BalanceOut(msgspec.Struct):
+    """The caller's account and money (`available_micro` = balance - held)."""
+
+    account: str
+    group: str
+    multiplier: float
+    balance: str
+    balance_micro: int
+    held_micro: int
+    available: str
+    available_micro: int
+
+
+class RedeemIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A redemption code."""
+
+    code: str
+
+
+class RedeemOut(msgspec.Struct):
+    """What a redeemed code credited, and the balance after it."""
+
+    account: str
+    credited: str
+    credited_micro: int
+    balance: str
+    balance_micro: int
+
+
+class ModelPriceOut(msgspec.Struct):
+    """One model's effective prices, as exact decimal strings (currency per million tokens)."""
+
+    model: str
+    input: str
+    output: str
+    cached_input: str
+    per_request: str
+
+
+class PricingOut(msgspec.Struct):
+    """The caller's prices: base prices x `multiplier`; a tier multiplies them by its factor."""
+
+    group: str
+    multiplier: float
+    unit: str
+    service_tiers: dict[str, float]
+    models: list[ModelPriceOut]
+
+
+def decimal_string(value: Fraction) -> str:
+    """An exact decimal rendering of a fraction whose denominator has only factors 2 and 5."""
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    scaled = int(value * 10**places)
+    if places == 0:
+        return f"{sign}{scaled}"
+    whole, frac = divmod(scaled, 10**places)
+    return f"{sign}{whole}.{frac:0{places}d}"
+
+
+def pricing_for(gateway: Gateway, principal: Principal) -> PricingOut:
+    """Every priced model's prices for `principal`, multiplier applied."""
+    multiplier = multiplier_for(gateway, principal)
+    factor = exact(multiplier)
+    models = []
+    for name, price in sorted(gateway.config.prices.items()):
+        cached = price.cached_input if price.cached_input is not None else price.input
+        models.append(
+            ModelPriceOut(
+                model=name,
+                input=decimal_string(exact(price.input) * factor),
+                output=decimal_string(exact(price.output) * factor),
+                cached_input=decimal_string(exact(cached) * factor),
+                per_request=decimal_string(exact(price.per_request) * factor),
+            )
+        )
+    return PricingOut(
+        group=principal.group,
+        multiplier=multiplier,
+        unit=f"currency units per million tokens ({MICRO:_} micro-units per currency unit)",
+        service_tiers=dict(gateway.config.billing.service_tiers),
+        models=models,
+    )
+
+
+def dashboard_handlers(gateway: Gateway) -> list[Any]:
+    """The user endpoints, bound to `gateway`."""
+    engine = gateway.engine
+
+    async def caller(request: Request[Any, Any, Any]) -> Principal:
+        return await pipeline.authenticate(gateway, client_key(request))
+
+    def read_balance(principal: Principal) -> BalanceOut:
+        with Session(engine) as session:
+            account = session.get(Account, principal.account_id)
+        if account is None:
+            raise GatewayError("authentication", "This key's account no longer exists.")
+        return BalanceOut(
+            account=account.name,
+            group=account.group,
+            multiplier=multiplier_for(gateway, principal),
+            balance=format_amount(account.balance),
+            balance_micro=account.balance,
+            held_micro=account.held,
+            available=format_amount(account.balance - account.held),
+            available_micro=account.balance - account.held,
+        )
+
+    @get("/v1/dashboard/balance", tags=["dashboard"])
+    async def balance(request: Request[Any, Any, Any]) -> Response[BalanceOut]:
+        """The caller's balance, held and available money, and price multiplier."""
+        try:
+            principal = await caller(request)
+            return Response(await asyncio.to_thread(read_balance, principal))
+        except GatewayError as error:
+            return error_response(FAMILY, error)
+
+    @get("/v1/dashboard/usage", tags=["dashboard"])
+    async def usage(
+        request: Request[Any, Any, Any],
+        since: str | None = None,
+        until: str | None = None,
+        days: float | None = None,
+        model: str | None = None,
+    ) -> Response[dict[str, Any]]:
+        """The caller's usage per key and model, with totals (`since`/`until` or `days`)."""
+        try:
+            principal = await caller(request)
+            start, end = time_range(since, until, days)
+            wanted = UsageFilter(principal.account_name, None, model, start, end)
+            report = await asyncio.to_thread(usage_report, engine, wanted)
+            return Response(report.to_dict())
+        except AccountError as exc:
+            return error_response(FAMILY, GatewayError("invalid_request", str(exc)))
+        except GatewayError as error:
+            return error_response(FAMILY, error)
+
+    @post("/v1/dashboard/redeem", tags=["dashboard"], status_code=200)
+    async def redeem_code(request: Request[Any, Any, Any], data: RedeemIn) -> Response[RedeemOut]:
+        """Redeem a top-up code for the caller's account (each code credits exactly once)."""
+        try:
+            principal = await caller(request)
+            amount, new_balance = await asyncio.to_thread(
+                redeem, engine, gateway.hasher, data.code, principal.account_id
+            )
+        except AccountError as exc:
+            kind = "not_found" if exc.status == 404 else "invalid_request"
+            return error_response(FAMILY, GatewayError(kind, str(exc), status=exc.status))
+        except GatewayError as error:
+            return error_response(FAMILY, error)
+        return Response(
+            RedeemOut(
+                account=principal.account_name,
+                credited=format_amount(amount),
+                credited_micro=amount,
+                balance=format_amount(new_balance),
+                balance_micro=new_balance,
+            )
+        )
+
+    @get("/pricing", tags=["dashboard"])
+    async def pricing(request: Request[Any, Any, Any]) -> Response[PricingOut]:
+        """Each priced model's prices for the caller (multiplier applied, per million tokens)."""
+        try:
+            return Response(pricing_for(gateway, await caller(request)))
+        except GatewayError as error:
+            return error_response(FAMILY, error)
+
+    return [balance, usage, redeem_code, pricing]
+
+
+@hookimpl
+def routes(gateway: Gateway) -> list[Any]:
+    """Mount the user dashboard endpoints and `/pricing`."""
+    return dashboard_handlers(gateway)
