@@ -17,7 +17,7 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
-from ledger_checks import assert_ledger_consistent, database_url, read_ledger
+from ledger_checks import assert_ledger_consistent, database_url, read_ledger, wait_settled
 from sqlalchemy import text
 from tokone.core.db import make_engine
 from tokone.providers.mock import WORDS
@@ -213,9 +213,7 @@ def test_upstream_failure_or_timeout_without_output_costs_nothing(fake_gateway):
     assert slow.value.status_code == 504
 
     url = database_url(gateway)
-    deadline = time.monotonic() + 5
-    while len((state := read_ledger(url, "unlucky")).usage) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    state = wait_settled(url, "unlucky", 2)
     assert sorted(status for status, _ in state.usage.values()) == [502, 504]
     assert state.captures == {} and state.usage_cost == 0
     assert state.balance == 10_000_000 and state.held == 0 and state.open_holds == 0

@@ -1,5 +1,6 @@
-"""The ledger writer in-process: failures are isolated, and a database that cannot take a
-hold gives 503 rather than a misleading 402.
+"""The ledger writer in-process: leases grow only as far as the balance allows, costs come
+out of them, failures are isolated, and a database that cannot grow a lease gives 503
+rather than a misleading 402.
 """
 
 from __future__ import annotations
@@ -43,31 +44,65 @@ def database(tmp_path):
     engine.dispose()
 
 
-def test_holds_are_granted_in_order_while_the_balance_covers_them(database):
+def test_leases_grow_in_order_while_the_balance_covers_their_need(database):
     url, engine = database
-    writer = ledger.LedgerWriter(engine, 600)
+    reports: list[ledger.Report] = []
+    writer = ledger.LedgerWriter(engine, 600, reports.extend)
 
-    async def hold_all() -> list[bool | None]:
+    async def grow_all() -> list[int | None]:
         loop = asyncio.get_running_loop()
-        jobs = [ledger._HoldJob(f"r{i}", 1, amount, loop.create_future(), loop)
-                for i, amount in enumerate([400, 700, 500, 100, 1])]
+        asks = [(400, 400), (100, 700), (500, 500), (1, 100), (1, 1)]  # (need, want)
+        jobs = [ledger._LeaseJob(1, need, want, loop.create_future(), loop)
+                for need, want in asks]
         writer._write(jobs)
         return [await job.future for job in jobs]
 
-    assert asyncio.run(hold_all()) == [True, False, True, True, False]
+    # 400; then 600 of the 700 wanted (all that is left, more than the 100 needed); nothing
+    # is left for the rest
+    assert asyncio.run(grow_all()) == [400, 600, 0, 0, 0]
+    assert reports == [ledger.Report(1, 1000)]
     state = read_ledger(url, "a")
-    assert state.held == 1000 and state.open_holds == 3
+    assert state.held == 1000 and state.open_holds == 1  # one lease row for the process
     assert_ledger_consistent(url, "a")
+
+
+def test_costs_come_out_of_the_lease_and_the_rest_goes_back(database):
+    url, engine = database
+    reports: list[ledger.Report] = []
+    writer = ledger.LedgerWriter(engine, 600, reports.extend)
+
+    async def grow() -> int | None:
+        loop = asyncio.get_running_loop()
+        job = ledger._LeaseJob(1, 100, 300, loop.create_future(), loop)
+        writer._write([job])
+        return await job.future
+
+    assert asyncio.run(grow()) == 300
+    writer._write([ledger._SettleJob(1, usage_row("r1", 1, 120)), ledger._TrimJob(1, 100)])
+    assert reports[-1] == ledger.Report(1, 80, settled=120, trimmed=100)
+    state = assert_ledger_consistent(url, "a")
+    assert state.balance == 1000 - 120 and state.held == 80
+    writer.release_own()  # at shutdown
+    state = assert_ledger_consistent(url, "a")
+    assert state.held == 0 and state.open_holds == 0 and state.balance == 880
+
+
+def test_a_cost_above_the_lease_still_comes_out_of_the_balance(database):
+    url, engine = database
+    writer = ledger.LedgerWriter(engine, 600)
+    writer._write([ledger._SettleJob(1, usage_row("big", 1, 250))])  # no lease at all
+    state = assert_ledger_consistent(url, "a")
+    assert state.balance == 750 and state.held == 0 and state.captures == {"big": 250}
 
 
 def test_a_duplicate_settlement_does_not_sink_the_rest_of_its_batch(database):
     url, engine = database
     writer = ledger.LedgerWriter(engine, 600)
-    writer._write([ledger._SettleJob(1, 0, usage_row("once", 1, 10))])
+    writer._write([ledger._SettleJob(1, usage_row("once", 1, 10))])
     writer._write([
-        ledger._SettleJob(1, 0, usage_row("once", 1, 10)),  # the same call again: refused
-        ledger._SettleJob(1, 0, usage_row("other", 1, 20)),
-        ledger._SettleJob(2, 0, usage_row("elsewhere", 2, 30)),
+        ledger._SettleJob(1, usage_row("once", 1, 10)),  # the same call again: refused
+        ledger._SettleJob(1, usage_row("other", 1, 20)),
+        ledger._SettleJob(2, usage_row("elsewhere", 2, 30)),
     ])
     a, b = assert_ledger_consistent(url, "a"), assert_ledger_consistent(url, "b")
     assert a.captures == {"once": 10, "other": 20} and a.balance == 1000 - 30
