@@ -108,6 +108,8 @@ LEASE_CALLS = 16
 LEASE_IDLE_SECONDS = 0.5
 """A lease with no call in flight for this long goes back to the account."""
 LEASE_ATTEMPTS = 3
+GROUP_COMMIT_SECONDS = 0.01
+"""Settlements wait up to this long for company before they are committed."""
 NO_OUTPUT_ENDPOINTS = frozenset(
     {
         "embeddings",
@@ -252,17 +254,27 @@ class LedgerWriter:
             except queue.Empty:
                 continue
             batch = [job]
-            while len(batch) < BATCH_MAX:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
+            self._collect(batch)
             jobs = [j for j in batch if j is not None]
             if jobs:
                 self._write(jobs)
             if None in batch:
                 self._guarded(self.release_own)
                 return
+
+    def _collect(self, batch: list[_Job | None]) -> None:
+        """Add what is queued to `batch`; when nobody waits on it (no lease job), keep
+        collecting for up to GROUP_COMMIT_SECONDS so quiet traffic commits in groups too."""
+        deadline = time.monotonic() + GROUP_COMMIT_SECONDS
+        urgent = any(not isinstance(j, _SettleJob | _TrimJob) for j in batch)
+        while len(batch) < BATCH_MAX:
+            wait = 0.0 if urgent else deadline - time.monotonic()
+            try:
+                job = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
+            except queue.Empty:
+                return
+            batch.append(job)
+            urgent = urgent or not isinstance(job, _SettleJob | _TrimJob)
 
     def _write(self, jobs: list[_Job]) -> None:
         # Account order: two processes' batches then lock account rows in the same order.
