@@ -414,7 +414,7 @@ class TokOne:
                 "SELECT COUNT(*) FROM holds WHERE account_id = ?", (account_id,)
             ).fetchone()
         with self.log_path.open(encoding="utf-8", errors="replace") as log:
-            log_lines = sum(1 for line in log if '"event": "request"' in line)
+            log_lines = sum(1 for line in log if '"event":"request"' in line)
         return Billing(
             records=records,
             records_failed=failed,

@@ -8,6 +8,7 @@ import time
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 from tokone.core import accounts as ops
 from tokone.core.cli_billing import register as register_billing
@@ -20,6 +21,7 @@ app = typer.Typer(
     help="TokOne: one key for OpenAI-, Anthropic- and Gemini-compatible APIs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Accounts and their prepaid balances.", no_args_is_help=True)
@@ -348,5 +350,17 @@ def config_check() -> None:
 
 register_billing(app, accounts_app)  # groups, codes, usage, accounts override|adjust|refund
 
+
+def run() -> None:
+    """The `tokone` console script: the CLI, with database trouble told in one line."""
+    try:
+        app()
+    except (ProgrammingError, OperationalError) as exc:
+        hint = "is the database up, and migrated? run `tokone db upgrade`"
+        first_line = (str(exc.orig).strip().splitlines() or ["unreachable"])[0]
+        typer.secho(f"error: database: {first_line} ({hint})", fg=typer.colors.RED, err=True)
+        raise SystemExit(1) from None
+
+
 if __name__ == "__main__":
-    app()
+    run()

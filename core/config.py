@@ -105,6 +105,9 @@ class BillingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     service_tiers: dict[str, float] = msgspec.field(
         default_factory=lambda: {"flex": 0.5, "default": 1.0, "priority": 2.0}
     )
+    allow_unpriced: bool = False
+    """Serve models with no `[prices]` entry for free (default: refuse them with 403, so a
+    model added to a provider without a price is never given away by mistake)."""
 
 
 class RoutingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
+import msgspec
 import structlog
 
 LEVELS = {
@@ -15,6 +17,11 @@ LEVELS = {
 }
 
 
+def _encode_json(event: dict[str, Any], **_: Any) -> bytes:
+    """msgspec's JSON encoder (several times faster than `json.dumps` per log line)."""
+    return msgspec.json.encode(event, enc_hook=repr)
+
+
 def configure_logging(level: str = "info") -> None:
     """Send structlog JSON lines to stderr at `level`; quiet the chatty HTTP libraries."""
     numeric = LEVELS.get(level.lower(), logging.INFO)
@@ -23,10 +30,10 @@ def configure_logging(level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            structlog.processors.JSONRenderer(serializer=_encode_json),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
+        logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
         cache_logger_on_first_use=True,
     )
     for noisy in ("httpx", "httpcore", "aiohttp.access"):

@@ -1,7 +1,8 @@
 """What users can ask about their own account, with their own key.
 
-* ``GET /v1/dashboard/balance``: the caller's account, balance, money held by calls in
-  flight, what is available, and the price multiplier that applies to it.
+* ``GET /v1/dashboard/balance``: the caller's account, balance, money held (reserved by the
+  gateway processes for calls in flight; each reserves a little ahead and gives it back
+  within a second of inactivity), what is available, and the price multiplier.
 * ``GET /v1/dashboard/usage``: the caller's usage per key and model with totals; query
   ``since`` / ``until`` (ISO 8601, UTC unless stated) or ``days``, and ``model``.
 * ``POST /v1/dashboard/redeem`` ``{"code": "tkc-…"}``: redeem a top-up code for the

@@ -573,7 +573,11 @@ def leases(gateway: Gateway) -> Leases:
 
 
 def worst_case_cost(call: Call, gateway: Gateway) -> int:
-    """What the call can cost at most: its prompt estimate plus the output cap, priced."""
+    """What the call can cost at most: its prompt estimate plus the output cap, priced.
+
+    A model the pricing policy marks as unpriced is refused (403) unless
+    `[billing] allow_unpriced` is set.
+    """
     billing = gateway.config.billing
     cap = call.max_output_tokens or billing.default_max_output_tokens
     if call.endpoint in NO_OUTPUT_ENDPOINTS:
@@ -584,7 +588,16 @@ def worst_case_cost(call: Call, gateway: Gateway) -> int:
         tier = max(billing.service_tiers, key=billing.service_tiers.__getitem__)
     usage = Usage(input_tokens=estimate, output_tokens=cap, service_tier=tier)
     charge = gateway.hook.price(call=call, usage=usage, gateway=gateway)
-    return charge.amount if charge is not None else 0
+    if charge is None:
+        return 0
+    if charge.detail.get("unpriced") and not billing.allow_unpriced:
+        raise GatewayError(
+            "model_not_allowed",
+            f"The model '{call.model}' has no price on this gateway yet; the operator must add "
+            f'[prices."{call.model}"] to tokone.toml (or set [billing] allow_unpriced).',
+            param="model",
+        )
+    return charge.amount
 
 
 @hookimpl(trylast=True)

@@ -27,7 +27,8 @@ class UpstreamError(Exception):
     """The upstream answered with an error status or could not be reached.
 
     `retryable` says whether another candidate may be tried (connect errors, timeouts, 429,
-    5xx); `status` is the upstream's status (0 when there was no answer).
+    5xx, and 401/403: the channel's own credentials were refused, which another channel's may
+    not be); `status` is the upstream's status (0 when there was no answer).
     """
 
     def __init__(
@@ -48,7 +49,7 @@ class UpstreamError(Exception):
     @property
     def retryable(self) -> bool:
         """Whether failing over to the next candidate makes sense."""
-        return self.status == 0 or self.status == 429 or self.status >= 500
+        return self.status in (0, 401, 403, 429) or self.status >= 500
 
 
 class StreamRelay:

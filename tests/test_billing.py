@@ -17,7 +17,13 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
-from ledger_checks import assert_ledger_consistent, database_url, read_ledger, wait_settled
+from ledger_checks import (
+    assert_ledger_consistent,
+    database_url,
+    read_ledger,
+    wait_settled,
+    with_billing,
+)
 from sqlalchemy import text
 from tokone.core.db import make_engine
 from tokone.providers.mock import WORDS
@@ -229,3 +235,19 @@ def test_embeddings_hold_only_their_prompt(make_gateway):
     assert refused.value.status_code == 402
     embedded = client.embeddings.with_raw_response.create(model="mock-1", input="two words")
     assert charged(gateway, "small", embedded.headers["x-request-id"]) == (200, 2)
+
+
+def test_a_model_without_a_price_is_refused_not_given_away(make_gateway):
+    unpriced = '[[providers]]\nname = "more"\nadapter = "mock"\nmodels = ["mock-2"]\n'
+    gateway = make_gateway(unpriced)
+    client = sdk(gateway, gateway.funded_key("priced", "1"))
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        client.chat.completions.create(model="mock-2", messages=MESSAGES)
+    assert 'add [prices."mock-2"]' in refused.value.message
+    assert refused.value.response.headers["x-should-retry"] == "false"
+    client.chat.completions.create(model="mock-1", messages=MESSAGES)  # priced: served
+
+    free = with_billing(make_gateway(unpriced, start=False), "allow_unpriced = true").start()
+    reply = sdk(free, free.funded_key("anyone", "")).chat.completions.create(
+        model="mock-2", messages=MESSAGES)
+    assert reply.choices[0].message.content

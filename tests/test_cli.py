@@ -122,3 +122,14 @@ def test_help_reads_well(cli):
         assert command in out
     keys_help = CliRunner().invoke(app, ["keys", "create", "--help"]).stdout
     assert "--expires-in" in keys_help and "--models" in keys_help
+
+
+def test_an_unmigrated_postgres_database_gives_a_one_line_hint(tmp_path, postgres_url):
+    (tmp_path / "tokone.toml").write_text(f'[database]\nurl = "{postgres_url}"\n')
+    result = run("accounts", "list", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert 'relation "accounts" does not exist' in result.stderr
+    assert "tokone db upgrade" in result.stderr
+    assert run("db", "upgrade", cwd=tmp_path).returncode == 0
+    assert run("accounts", "list", cwd=tmp_path).returncode == 0

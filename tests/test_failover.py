@@ -42,7 +42,7 @@ def channel(gateway, name: str) -> dict:
     return next(r for r in rows if r["name"] == name)
 
 
-@pytest.mark.parametrize("failure", ["500", "refused", "429", "hang"])
+@pytest.mark.parametrize("failure", ["500", "refused", "429", "hang", "401"])
 def test_failure_before_the_first_byte_is_invisible_and_billed_once(
     failure, make_gateway, make_fake_upstream
 ):
@@ -60,6 +60,7 @@ def test_failure_before_the_first_byte_is_invisible_and_billed_once(
         "refused": lambda: None,
         "429": lambda: primary.fail_with(429, retry_after=30),
         "hang": lambda: primary.hang(3),
+        "401": lambda: primary.fail_with(401),  # the channel's own key refused
     }[failure]()
     client = sdk(gateway, gateway.funded_key())
 

@@ -52,6 +52,9 @@ output = 2.50
 input = 1.0
 output = 2.0
 cached_input = 0.5
+
+[prices."my-embedder"]
+input = 0.15
 """
 
 

@@ -114,7 +114,8 @@ def test_a_database_that_cannot_take_the_hold_is_503(tmp_path, monkeypatch):
     config = parse_config({"prices": {"m": {"input": 1.0, "output": 1.0}}})
     unreachable = make_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
     gateway = SimpleNamespace(config=config, engine=unreachable, state={})
-    gateway.hook = SimpleNamespace(price=lambda call, usage, gateway: SimpleNamespace(amount=5))
+    gateway.hook = SimpleNamespace(
+        price=lambda call, usage, gateway: SimpleNamespace(amount=5, detail={}))
     principal = Principal(key_id=1, account_id=1, account_name="a", group="default")
     call = Call("r1", Family.OPENAI, "chat.completions", "m", raw=b"{}", principal=principal)
 

@@ -84,7 +84,10 @@ def test_aliases_wildcards_and_unknown_models(make_gateway, make_fake_upstream):
             aliased.base_url + "/v1",
             models=("house-model",),
             extra='model_map = { "fast" = "gpt-4o-mini", "house-model" = "gpt-4o" }',
-        ),
+        )
+        + '[prices."gpt-4o*"]\ninput = 2.5\noutput = 10.0\n'
+        + '[prices."fast"]\ninput = 0.15\noutput = 0.6\n'
+        + '[prices."house-model"]\ninput = 2.5\noutput = 10.0\n',
         mock=False,
     )
     client = sdk(gateway, gateway.funded_key())
