@@ -186,15 +186,9 @@ class AnthropicAdapter(Adapter):
         response = await self.post(
             self.path(call), body, self.upstream_headers(call), stream=call.stream
         )
-        headers = relayed_headers(response)
         if call.stream:
-            return UpstreamReply(
-                status=response.status_code,
-                headers=headers,
-                stream=self.iter_stream(response),
-                relay=MessagesStreamRelay(call),
-                response=response,
-            )
+            return self.stream_reply(response, MessagesStreamRelay(call))
+        headers = relayed_headers(response)
         content = response.content
         usage = usage_from_message(content) if call.endpoint == "messages" else Usage()
         return UpstreamReply(

@@ -233,6 +233,16 @@ class Adapter:
                 await response.aclose()
         return response
 
+    def stream_reply(self, response: httpx.Response, relay: StreamRelay) -> UpstreamReply:
+        """The reply for a streamed upstream response, relayed through `relay`."""
+        return UpstreamReply(
+            status=response.status_code,
+            headers=relayed_headers(response),
+            stream=self.iter_stream(response),
+            relay=relay,
+            response=response,
+        )
+
     async def iter_stream(self, response: httpx.Response) -> AsyncIterator[bytes]:
         """The upstream's raw stream, with the idle-between-chunks timeout applied."""
         idle = self.provider.timeouts.idle

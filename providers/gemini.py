@@ -224,15 +224,9 @@ class GeminiAdapter(Adapter):
             self.upstream_headers(),
             stream=call.stream,
         )
-        headers = relayed_headers(response)
         if call.stream:
-            return UpstreamReply(
-                status=response.status_code,
-                headers=headers,
-                stream=self.iter_stream(response),
-                relay=GeminiStreamRelay(call),
-                response=response,
-            )
+            return self.stream_reply(response, GeminiStreamRelay(call))
+        headers = relayed_headers(response)
         content = response.content
         return UpstreamReply(
             status=response.status_code,

@@ -155,16 +155,10 @@ class OpenAIAdapter(Adapter):
         path = PATHS[call.endpoint]
         body = self.upstream_body(call, upstream_model)
         response = await self.post(path, body, self.upstream_headers(), stream=call.stream)
-        headers = relayed_headers(response)
         if call.stream:
             relay_class = ResponsesStreamRelay if call.endpoint == "responses" else ChatStreamRelay
-            return UpstreamReply(
-                status=response.status_code,
-                headers=headers,
-                stream=self.iter_stream(response),
-                relay=relay_class(call),
-                response=response,
-            )
+            return self.stream_reply(response, relay_class(call))
+        headers = relayed_headers(response)
         content = response.content
         usage = Usage()
         if content[:1] == b"{":
