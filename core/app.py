@@ -8,15 +8,17 @@ from typing import Any
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
+from litestar.types import ASGIApp
 from sqlalchemy import text
 from tokone.core.config import Config
 from tokone.core.errors import GatewayError
+from tokone.core.fastpath import FastPath
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import error_response, family_for_path
 from tokone.core.logs import configure_logging
-from tokone.core.routes_anthropic import anthropic_handlers
+from tokone.core.routes_anthropic import anthropic_fast_routes
 from tokone.core.routes_gemini import gemini_handlers
-from tokone.core.routes_openai import openai_handlers
+from tokone.core.routes_openai import openai_fast_routes, openai_handlers
 from tokone.core.routes_responses_ws import responses_ws_handlers
 
 _HTTP_KINDS = {
@@ -47,8 +49,9 @@ def ping_database(gateway: Gateway) -> None:
         conn.execute(text("SELECT 1"))
 
 
-def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
-    """Build the ASGI app for `config` (or an already-built `gateway`)."""
+def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
+    """Build the ASGI app for `config` (or an already-built `gateway`): the inference POSTs
+    on the fast path, everything else on Litestar."""
     configure_logging(config.server.log_level)
     gateway = gateway or Gateway(config)
 
@@ -70,7 +73,6 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
         route_handlers=[
             *openai_handlers(gateway),
             *responses_ws_handlers(gateway),
-            *anthropic_handlers(gateway),
             *gemini_handlers(gateway),
             healthz,
             readyz,
@@ -88,5 +90,5 @@ def create_app(config: Config, gateway: Gateway | None = None) -> Litestar:
         ),
         debug=False,
     )
-    app.state.gateway = gateway
-    return app
+    routes = {**openai_fast_routes(gateway), **anthropic_fast_routes(gateway)}
+    return FastPath(app, routes, config.server.max_body_bytes)

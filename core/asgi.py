@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from litestar import Litestar
+from litestar.types import ASGIApp
 from tokone.core.app import create_app
 from tokone.core.config import load_config
 
 
-def app() -> Litestar:
+def app() -> ASGIApp:
     """Build the app from `$TOKONE_CONFIG` (set by `tokone serve`) or ./tokone.toml."""
     return create_app(load_config())

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from litestar import Response
 from litestar.connection import ASGIConnection
 from tokone.core.errors import GatewayError, error_bytes
 from tokone.core.types import Family
+
+if TYPE_CHECKING:
+    from tokone.core.fastpath import Incoming
 
 QUERY_KEY_PARAMS = ("key", "api_key", "api-key")
 T = TypeVar("T")
@@ -20,7 +23,7 @@ def new_request_id() -> str:
     return "req_" + secrets.token_hex(12)
 
 
-def client_key(request: ASGIConnection[Any, Any, Any, Any]) -> str | None:
+def client_key(request: ASGIConnection[Any, Any, Any, Any] | Incoming) -> str | None:
     """The client's key from its headers; a key in the query string is refused (400).
 
     The query check comes first and wins even when a header also carries a key: a key in a

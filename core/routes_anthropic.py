@@ -13,11 +13,11 @@ from bisect import bisect_left, bisect_right
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, post
-from litestar.handlers import BaseRouteHandler
+from litestar import Request, Response
 from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
+from tokone.core.fastpath import Handler, Incoming
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
 from tokone.core.routes_openai import visible_models
@@ -40,9 +40,7 @@ class AnthropicParams(msgspec.Struct):
     service_tier: str | None = None
 
 
-async def serve(
-    gateway: Gateway, request: Request[Any, Any, Any], endpoint: str
-) -> Response[Any] | Stream:
+async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[Any] | Stream:
     """Authenticate, parse and run one Anthropic-family call."""
     request_id = new_request_id()
     try:
@@ -124,17 +122,14 @@ async def get_model(
     return Response(model_object(model))
 
 
-def anthropic_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
-    """The Anthropic routes, bound to `gateway` (the model list lives in routes_openai)."""
+INFERENCE_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "messages.count_tokens"}
 
-    def endpoint(path: str, name: str) -> BaseRouteHandler:
-        @post(path, name=name, status_code=200)
-        async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-            return await serve(gateway, request, name)
 
-        return handler
+def anthropic_fast_routes(gateway: Gateway) -> dict[str, tuple[Family, Handler]]:
+    """The Anthropic POSTs (path -> family, handler), served by the fast path; the model
+    list lives in routes_openai."""
 
-    return [
-        endpoint("/v1/messages", "messages"),
-        endpoint("/v1/messages/count_tokens", "messages.count_tokens"),
-    ]
+    def handler(endpoint: str) -> Handler:
+        return lambda request: serve(gateway, request, endpoint)
+
+    return {path: (FAMILY, handler(name)) for path, name in INFERENCE_PATHS.items()}

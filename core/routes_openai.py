@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Stream
 from tokone.core import pipeline, routes_gemini
 from tokone.core.errors import GatewayError
+from tokone.core.fastpath import Handler, Incoming
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
 from tokone.core.types import Call, Family, Principal
@@ -29,9 +30,7 @@ class OpenAIParams(msgspec.Struct):
     service_tier: str | None = None
 
 
-async def serve(
-    gateway: Gateway, request: Request[Any, Any, Any], endpoint: str
-) -> Response[Any] | Stream:
+async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[Any] | Stream:
     """Authenticate, parse and run one OpenAI-family inference call."""
     request_id = new_request_id()
     try:
@@ -78,14 +77,7 @@ def model_object(name: str) -> dict[str, Any]:
 
 
 def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
-    """The OpenAI routes, bound to `gateway`."""
-
-    def endpoint(path: str, name: str) -> BaseRouteHandler:
-        @post(path, name=name, status_code=200)
-        async def handler(request: Request[Any, Any, Any]) -> Response[Any] | Stream:
-            return await serve(gateway, request, name)
-
-        return handler
+    """The OpenAI model listings (Litestar routes), bound to `gateway`."""
 
     @get("/v1/models", name="openai.models")
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -124,12 +116,22 @@ def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
             return error_response(FAMILY, error)
         return Response(model_object(model))
 
-    return [
-        endpoint("/v1/chat/completions", "chat.completions"),
-        endpoint("/v1/completions", "completions"),
-        endpoint("/v1/embeddings", "embeddings"),
-        endpoint("/v1/responses", "responses"),
-        endpoint("/v1/responses/input_tokens", "responses.input_tokens"),
-        list_models,
-        get_model,
-    ]
+    return [list_models, get_model]
+
+
+INFERENCE_PATHS = {
+    "/v1/chat/completions": "chat.completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+    "/v1/responses/input_tokens": "responses.input_tokens",
+}
+
+
+def openai_fast_routes(gateway: Gateway) -> dict[str, tuple[Family, Handler]]:
+    """The OpenAI inference POSTs (path -> family, handler), served by the fast path."""
+
+    def handler(endpoint: str) -> Handler:
+        return lambda request: serve(gateway, request, endpoint)
+
+    return {path: (FAMILY, handler(name)) for path, name in INFERENCE_PATHS.items()}
