@@ -244,16 +244,26 @@ class Adapter:
         )
 
     async def iter_stream(self, response: httpx.Response) -> AsyncIterator[bytes]:
-        """The upstream's raw stream, with the idle-between-chunks timeout applied."""
-        idle = self.provider.timeouts.idle
+        """The upstream's raw stream, with the idle-between-chunks timeout applied.
+
+        The transport's read timeout is max(first_byte, idle), so when `idle` is the larger
+        it already bounds the wait for each chunk; only a shorter `idle` needs a timer of its
+        own around every read.
+        """
+        timeouts = self.provider.timeouts
+        idle = timeouts.idle
+        timed = idle < timeouts.first_byte
         iterator = response.aiter_raw()
         while True:
             try:
-                async with asyncio.timeout(idle):
+                if timed:
+                    async with asyncio.timeout(idle):
+                        chunk = await anext(iterator)
+                else:
                     chunk = await anext(iterator)
             except StopAsyncIteration:
                 return
-            except TimeoutError:
+            except (TimeoutError, httpx.TimeoutException):
                 raise UpstreamError(
                     f"{self.provider.name}: stream idle for more than {idle:g}s", timeout=True
                 ) from None

@@ -210,3 +210,26 @@ def test_breaker_state_machine():
     assert breaker.acquire(62.0, lease=5) and breaker.success()
     assert breaker.state(62.0) is BreakerState.CLOSED and breaker.failures == 0
     assert not breaker.failure(63.0)  # the count starts again from zero
+
+
+@pytest.mark.parametrize(
+    "timeouts",
+    [
+        "timeouts = { connect = 1.0, first_byte = 5.0, idle = 0.5 }",  # idle has its own timer
+        "timeouts = { connect = 1.0, first_byte = 0.3, idle = 0.5 }",  # the read timeout bounds it
+    ],
+)
+def test_a_stream_that_stalls_past_the_idle_timeout_ends_with_an_error(
+    timeouts, make_gateway, make_fake_upstream
+):
+    upstream = make_fake_upstream()
+    gateway = make_gateway(provider("slow", upstream.base_url + "/v1", extra=timeouts),
+                           mock=False)
+    client = sdk(gateway, gateway.funded_key())
+    upstream.stall_stream_after(3, 3.0)
+    started = time.monotonic()
+    with pytest.raises(openai.APIError, match="idle"):
+        stream_text(client)
+    assert time.monotonic() - started < 2.5  # cut at the idle timeout, not at the stall's end
+    data = usage_after(gateway, 1)
+    assert data["usage"]["output_tokens"] > 0  # what was delivered is charged
