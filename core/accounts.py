@@ -18,8 +18,8 @@ MAX_UNITS = 10**12
 """Amounts are below a trillion currency units (10**18 micro-units, within 64 bits)."""
 
 
-LEDGER_KINDS = ("topup", "capture", "refund", "adjustment")
-"""Ledger entry kinds (see `tokone.plugins.ledger` for what each means and its sign)."""
+MANUAL_KINDS = ("topup", "refund", "adjustment")
+"""Ledger entries an operator writes (`capture` is the gateway's; see `tokone.plugins.ledger`)."""
 
 
 class AccountError(Exception):
@@ -117,7 +117,7 @@ def add_entry(
     safe against the gateway settling calls on the same account at the same moment (and
     SQLite never has to upgrade a read transaction, which could fail under load).
     """
-    if kind not in ("topup", "refund", "adjustment"):
+    if kind not in MANUAL_KINDS:
         raise AccountError(f"unknown entry kind {kind!r} (expected topup, refund or adjustment)")
     if kind in ("topup", "refund") and amount <= 0:
         raise AccountError(f"a {kind} must be a positive amount")

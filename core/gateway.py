@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from tokone.core.config import Config, ConfigError
 from tokone.core.db import make_engine
 from tokone.core.keys import KeyHasher
-from tokone.core.plugins import LoadedPlugin, make_plugin_manager
+from tokone.core.plugins import make_plugin_manager
 from tokone.providers.base import Adapter
 
 
@@ -44,10 +44,6 @@ class Gateway:
         for found in reversed(self.hook.register_providers()):
             merged.update(found or {})
         return merged
-
-    def plugin_table(self) -> list[LoadedPlugin]:
-        """The loaded plugins, in registration order."""
-        return list(self.plugins)
 
     async def start(self) -> None:
         """Run every plugin's `startup` hook."""
