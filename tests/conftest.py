@@ -142,6 +142,14 @@ class Gateway:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
 
+def start_gateway(directory: Path, extra: str) -> Gateway:
+    """A running gateway on a free port: BASE_TOML with its SQLite database in `directory`,
+    plus `extra` (providers, prices); for module-scoped fixtures (stopped by the caller)."""
+    port = free_port()
+    text = BASE_TOML.format(port=port, database=f"sqlite:///{directory / 'tokone.db'}")
+    return Gateway(directory, text + extra, port).start()
+
+
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Factory: `make_gateway(extra_toml, database=None)` starts a gateway (stopped at teardown).

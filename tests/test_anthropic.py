@@ -17,7 +17,7 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
-from conftest import BASE_TOML, MOCK_PROVIDER, Gateway, free_port
+from conftest import MOCK_PROVIDER, Gateway, start_gateway
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.core.config import ProviderConfig
 from tokone.core.tokens import estimate_chars
@@ -56,14 +56,8 @@ def upstream() -> Iterator[FakeUpstream]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
-    directory = tmp_path_factory.mktemp("anthropic")
-    port = free_port()
-    text = (
-        BASE_TOML.format(port=port, database=f"sqlite:///{directory / 'tokone.db'}")
-        + MOCK_PROVIDER
-        + ANTHROPIC_PROVIDER.format(base_url=upstream.base_url, key=UPSTREAM_KEY)
-    )
-    started = Gateway(directory, text, port).start()
+    extra = MOCK_PROVIDER + ANTHROPIC_PROVIDER.format(base_url=upstream.base_url, key=UPSTREAM_KEY)
+    started = start_gateway(tmp_path_factory.mktemp("anthropic"), extra)
     yield started
     started.stop()
 

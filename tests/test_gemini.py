@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy
-from conftest import BASE_TOML, Gateway, free_port
+from conftest import Gateway, start_gateway
 from fake_upstream import FakeUpstream, reply_text
 from google import genai
 from google.genai import errors, types
@@ -69,10 +69,7 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
     """One gateway with the mock provider and a `gemini` provider on the fake upstream."""
-    directory = tmp_path_factory.mktemp("gateway")
-    port = free_port()
-    text = BASE_TOML.format(port=port, database=f"sqlite:///{directory / 'tokone.db'}")
-    gw = Gateway(directory, text + PROVIDERS.format(base=upstream.base_url), port).start()
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), PROVIDERS.format(base=upstream.base_url))
     yield gw
     gw.stop()
 

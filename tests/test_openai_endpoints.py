@@ -21,7 +21,7 @@ import httpx
 import openai
 import pytest
 import sqlalchemy
-from conftest import BASE_TOML, Gateway, free_port
+from conftest import Gateway, start_gateway
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.core.types import Call, Family
 from tokone.providers.openai import ResponsesStreamRelay
@@ -71,10 +71,7 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
     """One gateway (no mock provider) whose only provider is the fake upstream."""
-    directory = tmp_path_factory.mktemp("gateway")
-    port = free_port()
-    text = BASE_TOML.format(port=port, database=f"sqlite:///{directory / 'tokone.db'}")
-    gw = Gateway(directory, text + PROVIDER.format(base=upstream.base_url), port).start()
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), PROVIDER.format(base=upstream.base_url))
     yield gw
     gw.stop()
 

@@ -16,7 +16,7 @@ import openai
 import pytest
 import sqlalchemy
 import websockets
-from conftest import BASE_TOML, MOCK_PROVIDER, Gateway, free_port
+from conftest import MOCK_PROVIDER, Gateway, start_gateway
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.providers.mock import REPLY, WORDS
 
@@ -49,11 +49,8 @@ def upstream() -> Iterator[FakeUpstream]:
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
     """One gateway serving `mock-1` from the mock and the GPT models from the fake upstream."""
-    directory = tmp_path_factory.mktemp("gateway")
-    port = free_port()
-    text = BASE_TOML.format(port=port, database=f"sqlite:///{directory / 'tokone.db'}")
-    text += MOCK_PROVIDER + PROVIDER.format(base=upstream.base_url)
-    gw = Gateway(directory, text, port).start()
+    extra = MOCK_PROVIDER + PROVIDER.format(base=upstream.base_url)
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), extra)
     yield gw
     gw.stop()
 
