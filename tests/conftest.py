@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,10 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from sqlalchemy import text
 from tokone.core.cli import app as cli_app
+from tokone.core.config import load_config
+from tokone.core.db import make_engine
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TOKONE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -140,6 +144,43 @@ class Gateway:
     def log(self) -> str:
         """What the server printed so far."""
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+KEY_ACCOUNTS: dict[str, str] = {}
+"""Account name of each key `new_key` created."""
+
+
+def new_key(gateway: Gateway, amount: str = "10", prefix: str = "acct") -> str:
+    """A key of a fresh account holding `amount` units (remembered in KEY_ACCOUNTS)."""
+    name = f"{prefix}{len(KEY_ACCOUNTS)}"
+    key = gateway.funded_key(name, amount)
+    KEY_ACCOUNTS[key] = name
+    return key
+
+
+def records(gateway: Gateway, key: str, count: int) -> list[dict[str, Any]]:
+    """Wait until the key's account has `count` usage records and nothing held; return them,
+    each with the account's `balance` and `held` at that moment."""
+    url = load_config(str(gateway.config_path)).database.url
+    engine = make_engine(url)
+    query = text(
+        "SELECT u.*, a.balance, a.held FROM usage_records u "
+        "JOIN accounts a ON a.id = u.account_id WHERE a.name = :name ORDER BY u.id"
+    )
+    deadline = time.monotonic() + 5
+    rows: list[dict[str, Any]] = []
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                found = conn.execute(query, {"name": KEY_ACCOUNTS[key]})
+                rows = [dict(r._mapping) for r in found]
+            if len(rows) >= count and rows[-1]["held"] == 0:
+                assert len(rows) == count, rows
+                return rows
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"expected {count} usage records, got {rows}")
 
 
 def start_gateway(directory: Path, extra: str) -> Gateway:

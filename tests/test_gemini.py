@@ -10,15 +10,12 @@ bundled mock provider and once through the `gemini` adapter to the fake upstream
 from __future__ import annotations
 
 import json
-import time
-import tomllib
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy
-from conftest import Gateway, start_gateway
+from conftest import Gateway, new_key, records, start_gateway
 from fake_upstream import FakeUpstream, reply_text
 from google import genai
 from google.genai import errors, types
@@ -79,51 +76,16 @@ def _clean(upstream: FakeUpstream) -> None:
     upstream.reset()
 
 
-ACCOUNTS: dict[str, str] = {}
-"""Account name of each key the tests created."""
-
-
-def new_key(gateway: Gateway, amount: str = "10") -> str:
-    """A key of a fresh account holding `amount` units."""
-    name = f"gem{len(ACCOUNTS)}"
-    key = gateway.funded_key(name, amount)
-    ACCOUNTS[key] = name
-    return key
-
-
 @pytest.fixture
 def key(gateway: Gateway) -> str:
     """A key of a fresh account holding 10 units."""
-    return new_key(gateway)
+    return new_key(gateway, prefix="gem")
 
 
 def client(gateway: Gateway, key: str, api_version: str | None = None) -> genai.Client:
     """The official client pointed at the gateway (its default API version is `v1`)."""
     options = types.HttpOptions(base_url=gateway.url, api_version=api_version)
     return genai.Client(api_key=key, http_options=options)
-
-
-def records(gateway: Gateway, key: str, count: int) -> list[dict[str, Any]]:
-    """Wait until the key's account has `count` usage records and no open hold; return them."""
-    url = tomllib.loads(gateway.config_path.read_text())["database"]["url"]
-    engine = sqlalchemy.create_engine(url)
-    query = sqlalchemy.text(
-        "SELECT u.*, a.held FROM usage_records u "
-        "JOIN accounts a ON a.id = u.account_id WHERE a.name = :name ORDER BY u.id"
-    )
-    deadline = time.monotonic() + 5
-    rows: list[dict[str, Any]] = []
-    try:
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query, {"name": ACCOUNTS[key]})]
-            if len(rows) >= count and rows[-1]["held"] == 0:
-                assert len(rows) == count, rows
-                return rows
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError(f"expected {count} usage records, got {rows}")
 
 
 def summary(row: dict[str, Any]) -> tuple[str, int, int, int, bool, int]:
@@ -270,7 +232,8 @@ def test_stream_without_alt_sse_is_one_json_array(gateway, key):
 
 
 def test_max_output_tokens_sizes_the_hold(gateway):
-    key = new_key(gateway, "0.001")  # 1000 micro-units; mock-1 output costs 2 per token
+    # 1000 micro-units; mock-1 output costs 2 per token
+    key = new_key(gateway, "0.001", prefix="gem")
     sdk = client(gateway, key)
     with pytest.raises(errors.ClientError) as info:  # default cap: 1000 tokens -> 2000 held
         sdk.models.generate_content(model="mock-1", contents=PROMPT)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import struct
-import time
 import tomllib
 from collections.abc import Iterator
 from fractions import Fraction
@@ -21,7 +20,7 @@ import httpx
 import openai
 import pytest
 import sqlalchemy
-from conftest import Gateway, start_gateway
+from conftest import Gateway, new_key, records, start_gateway
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.core.types import Call, Family
 from tokone.providers.openai import ResponsesStreamRelay
@@ -81,17 +80,10 @@ def _clean(upstream: FakeUpstream) -> None:
     upstream.reset()
 
 
-ACCOUNTS: dict[str, str] = {}
-"""Account name of each key the tests created."""
-
-
 @pytest.fixture
 def key(gateway: Gateway) -> str:
     """A key of a fresh account holding 10 units."""
-    name = f"acct{len(ACCOUNTS)}"
-    new_key = gateway.funded_key(name, "10")
-    ACCOUNTS[new_key] = name
-    return new_key
+    return new_key(gateway)
 
 
 @pytest.fixture
@@ -105,28 +97,6 @@ def engine_of(gateway: Gateway) -> sqlalchemy.Engine:
     """An engine on the gateway's own database."""
     url = tomllib.loads(gateway.config_path.read_text())["database"]["url"]
     return sqlalchemy.create_engine(url)
-
-
-def records(gateway: Gateway, key: str, count: int) -> list[dict[str, Any]]:
-    """Wait until the key's account has `count` usage records and no open hold; return them."""
-    engine = engine_of(gateway)
-    query = sqlalchemy.text(
-        "SELECT u.*, a.balance, a.held FROM usage_records u "
-        "JOIN accounts a ON a.id = u.account_id WHERE a.name = :name ORDER BY u.id"
-    )
-    deadline = time.monotonic() + 5
-    rows: list[dict[str, Any]] = []
-    try:
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query, {"name": ACCOUNTS[key]})]
-            if len(rows) >= count and rows[-1]["held"] == 0:
-                assert len(rows) == count, rows
-                return rows
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError(f"expected {count} usage records, got {rows}")
 
 
 def expected_cost(model: str, inp: int, cached: int, out: int, tier: str = "default") -> int:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
-import sqlalchemy
 import websockets
-from conftest import MOCK_PROVIDER, Gateway, start_gateway
+from conftest import KEY_ACCOUNTS, MOCK_PROVIDER, Gateway, new_key, records, start_gateway
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.providers.mock import REPLY, WORDS
 
@@ -60,17 +58,10 @@ def _clean(upstream: FakeUpstream) -> None:
     upstream.reset()
 
 
-ACCOUNTS: dict[str, str] = {}
-"""Account name of each key the tests created."""
-
-
 @pytest.fixture
 def key(gateway: Gateway) -> str:
     """A key of a fresh account holding 10 units."""
-    name = f"ws{len(ACCOUNTS)}"
-    new_key = gateway.funded_key(name, "10")
-    ACCOUNTS[new_key] = name
-    return new_key
+    return new_key(gateway, prefix="ws")
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
@@ -91,29 +82,6 @@ def turn(connection: Any, **params: Any) -> list[Any]:
 def text_of(events: list[Any]) -> str:
     """The output text streamed in a turn's deltas."""
     return "".join(e.delta for e in events if e.type == "response.output_text.delta")
-
-
-def records(gateway: Gateway, key: str, count: int) -> list[dict[str, Any]]:
-    """Wait until the key's account has `count` usage records and no open hold; return them."""
-    url = tomllib.loads(gateway.config_path.read_text())["database"]["url"]
-    engine = sqlalchemy.create_engine(url)
-    query = sqlalchemy.text(
-        "SELECT u.*, a.balance, a.held FROM usage_records u "
-        "JOIN accounts a ON a.id = u.account_id WHERE a.name = :name ORDER BY u.id"
-    )
-    deadline = time.monotonic() + 5
-    rows: list[dict[str, Any]] = []
-    try:
-        while time.monotonic() < deadline:
-            with engine.connect() as conn:
-                rows = [dict(r._mapping) for r in conn.execute(query, {"name": ACCOUNTS[key]})]
-            if len(rows) >= count and rows[-1]["held"] == 0:
-                assert len(rows) == count, rows
-                return rows
-            time.sleep(0.05)
-    finally:
-        engine.dispose()
-    raise AssertionError(f"expected {count} usage records, got {rows}")
 
 
 def test_two_turns_through_the_mock_are_recorded_and_charged_separately(gateway, key):
@@ -217,7 +185,7 @@ def test_failures_are_error_events_and_the_connection_carries_on(gateway, upstre
 def test_a_revoked_key_closes_the_connection_at_its_next_turn(gateway, key):
     with client(gateway, key).responses.connect() as connection:
         assert turn(connection, model="mock-1", input="hi")[-1].type == "response.completed"
-        key_id = json.loads(gateway.cli("accounts", "show", ACCOUNTS[key], "--json"))["keys"][0]
+        key_id = json.loads(gateway.cli("accounts", "show", KEY_ACCOUNTS[key], "--json"))["keys"][0]
         gateway.cli("keys", "revoke", str(key_id["id"]))
         time.sleep(1.1)  # the key cache's lifetime
         (refused,) = turn(connection, model="mock-1", input="hi")
