@@ -51,14 +51,14 @@ async def run(gateway: Gateway, call: Call) -> Response[Any] | Stream:
     if reply.stream is None:
         outcome = finish(gateway, call, candidate, reply.status, reply.usage)
         meter(gateway, call, outcome)
-        headers = {**reply.headers, "x-request-id": call.request_id}
+        headers = {**reply.headers, **call.response_headers, "x-request-id": call.request_id}
         return Response(
             reply.body,
             status_code=reply.status,
             headers=headers,
             media_type=reply.headers.get("content-type", "application/json"),
         )
-    headers = {**SSE_HEADERS, "x-request-id": call.request_id}
+    headers = {**SSE_HEADERS, **call.response_headers, "x-request-id": call.request_id}
     return Stream(
         relay(gateway, call, candidate, reply),
         status_code=reply.status,

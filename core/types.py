@@ -91,6 +91,8 @@ class Call:
     started: float = field(default_factory=time.perf_counter)
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space for plugins and adapters."""
+    response_headers: dict[str, str] = field(default_factory=dict)
+    """Headers plugins add to the client's response (e.g. rate-limit state)."""
     _json: dict[str, Any] | None = None
 
     def json(self) -> dict[str, Any]:

@@ -37,9 +37,10 @@ blocks; `memory://` for one process, Redis shared by every process):
 
 A refusal is a 429 ("rate_limited") in the caller's family's error shape with `retry-after`
 (seconds until the window frees a slot) and OpenAI's `x-ratelimit-limit-requests`,
-`x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests` (and `-tokens`) headers. If
-the storage is unreachable, calls are admitted and the failure is logged: a rate-limit
-outage must not become a full outage.
+`x-ratelimit-remaining-requests`, `x-ratelimit-reset-requests` (and `-tokens`) headers, which
+admitted calls carry too (one window read per limit per call). If the storage is
+unreachable, calls are admitted and the failure is logged: a rate-limit outage must not
+become a full outage.
 """
 
 from __future__ import annotations
@@ -272,6 +273,9 @@ class RateLimiter:
             for rule, ok in zip(requests, hits, strict=True):
                 if not ok:
                     raise await self.refusal(call, rules, rule)
+            if rules:  # OpenAI sends its rate-limit state on every response, not only 429s
+                states = await asyncio.gather(*(self.window(r) for r in rules))
+                call.response_headers.update(rate_headers(states, time.time()))
             concurrent = limits.get("max_concurrent")
             if concurrent:
                 key = str(principal.key_id)
@@ -290,18 +294,7 @@ class RateLimiter:
         """The 429 for a call `refused` by one bucket, with OpenAI's rate-limit headers."""
         states = await asyncio.gather(*(self.window(r) for r in rules))
         now = time.time()
-        headers: dict[str, str] = {}
-        for dimension in ("requests", "tokens"):
-            mine = [s for s in states if s.rule.dimension == dimension]
-            if not mine:
-                continue
-            tightest = next(
-                (s for s in mine if s.rule == refused),
-                min(mine, key=lambda s: (s.remaining, -s.reset)),
-            )
-            headers[f"x-ratelimit-limit-{dimension}"] = str(tightest.rule.item.amount)
-            headers[f"x-ratelimit-remaining-{dimension}"] = str(tightest.remaining)
-            headers[f"x-ratelimit-reset-{dimension}"] = go_duration(tightest.reset - now)
+        headers = rate_headers(states, now, refused)
         state = next(s for s in states if s.rule == refused)
         wait = max(1, math.ceil(state.reset - now))
         headers["retry-after"] = str(wait)
@@ -344,6 +337,26 @@ class RateLimiter:
         if self.tasks:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.slots.aclose()
+
+
+def rate_headers(
+    states: list[WindowState], now: float, refused: Rule | None = None
+) -> dict[str, str]:
+    """OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` headers: per
+    dimension, the bucket that refused the call, else the one with the least left."""
+    headers: dict[str, str] = {}
+    for dimension in ("requests", "tokens"):
+        mine = [s for s in states if s.rule.dimension == dimension]
+        if not mine:
+            continue
+        tightest = next(
+            (s for s in mine if s.rule == refused),
+            min(mine, key=lambda s: (s.remaining, -s.reset)),
+        )
+        headers[f"x-ratelimit-limit-{dimension}"] = str(tightest.rule.item.amount)
+        headers[f"x-ratelimit-remaining-{dimension}"] = str(tightest.remaining)
+        headers[f"x-ratelimit-reset-{dimension}"] = go_duration(tightest.reset - now)
+    return headers
 
 
 def _storage_failed(exc: BaseException) -> None:

@@ -63,6 +63,24 @@ def test_requests_per_minute_refuse_with_retry_after_and_openai_headers(make_gat
     assert info.value.response.headers["x-ratelimit-limit-requests"] == "2"
 
 
+def test_successful_calls_carry_the_rate_limit_state_too(make_gateway):
+    gateway = make_gateway("[rate_limits]\nrpm = 5\ntpm = 1000\n")
+    client = sdk(gateway, gateway.funded_key())
+    remaining = []
+    for _ in range(2):
+        reply = client.chat.completions.with_raw_response.create(model="mock-1", messages=HELLO)
+        headers = reply.headers
+        assert headers["x-ratelimit-limit-requests"] == "5"
+        assert headers["x-ratelimit-limit-tokens"] == "1000"
+        assert RESET.match(headers["x-ratelimit-reset-requests"])
+        remaining.append(int(headers["x-ratelimit-remaining-requests"]))
+    assert remaining == [4, 3]
+    with client.chat.completions.with_streaming_response.create(
+        model="mock-1", messages=HELLO, stream=True
+    ) as streamed:
+        assert streamed.headers["x-ratelimit-remaining-requests"] == "2"
+
+
 def test_group_defaults_and_per_key_overrides(make_gateway):
     gateway = make_gateway(start=False)
     plain = gateway.funded_key("demo", "10", "--name", "plain")
