@@ -49,22 +49,26 @@ def register_providers() -> dict[str, type[Adapter]]:
 
 
 @hookspec(firstresult=True)
-def authenticate(key: str, gateway: Gateway) -> Principal | None:
+def authenticate(key: str, gateway: Gateway) -> Principal | Awaitable[Principal | None] | None:
     """Resolve a client's key to a :class:`Principal`, or return None if it is unknown.
 
     firstresult: one scheme recognises the key and the rest need not look. Raise
-    ``GatewayError.forbidden`` for a key that is known but disabled, revoked or expired.
-    Called on every request, so keep it in memory (cache) where you can.
+    ``GatewayError("forbidden", ...)`` for a key that is known but disabled, revoked or
+    expired. Called on every request, so answer from memory (a cache) where you can; return
+    an awaitable only when you must look further (the core awaits it).
     """
 
 
 @hookspec
-def admit(call: Call, gateway: Gateway) -> None:
+def admit(call: Call, gateway: Gateway) -> Awaitable[None] | None:
     """Decide whether `call` may go upstream; raise a GatewayError to refuse it.
 
     All implementations run (each is one independent check: model allowed, rate limits,
-    balance hold). Whatever an implementation reserves here (a hold, a concurrency slot) it
-    must give back in `meter`, which runs for every admitted call, failed ones included.
+    balance hold); one that needs I/O returns an awaitable, which the core awaits in order
+    (and closes, unawaited, once an earlier one refused). Whatever an implementation reserves
+    here (a hold, a concurrency slot) it must give back in `meter`, which runs for every
+    admitted call, failed ones included. Headers for the client's response go in
+    `call.response_headers`.
     """
 
 
@@ -73,8 +77,8 @@ def route(call: Call, gateway: Gateway) -> list[Candidate] | None:
     """Return the upstream candidates for `call`, best first.
 
     firstresult: one routing policy decides. The core tries the candidates in order and
-    fails over to the next on connect errors, timeouts, 429 and 5xx, but only before the
-    first byte has reached the client. An empty list means the model is unknown (404).
+    fails over to the next on connect errors, timeouts, 401/403, 429 and 5xx, but only before
+    the first byte has reached the client. An empty list means the model is unknown (404).
     """
 
 
