@@ -63,14 +63,15 @@ class BodyTooLarge(Exception):
     """The request body is larger than `[server] max_body_bytes`."""
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
-    """Read the request body, refusing one longer than `limit` bytes."""
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """Read the request body, refusing one longer than `limit` bytes; None if the client
+    went away before sending all of it."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            return None
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -128,6 +129,20 @@ async def _until_disconnect(receive: Receive) -> None:
             return
 
 
+def bind_routes(
+    family: Family,
+    paths: dict[str, str],
+    serve: Callable[[Incoming, str], Awaitable[Response[Any] | Stream]],
+) -> dict[str, tuple[Family, Handler]]:
+    """Fast-path routes (path -> family, handler) for `paths` (path -> endpoint name), each
+    calling `serve(request, endpoint)`."""
+
+    def handler(endpoint: str) -> Handler:
+        return lambda request: serve(request, endpoint)
+
+    return {path: (family, handler(endpoint)) for path, endpoint in paths.items()}
+
+
 class FastPath:
     """Serve `routes` (path -> family and handler) directly; hand the rest to `app`."""
 
@@ -152,6 +167,8 @@ class FastPath:
                 "too_large", f"The request body is larger than {self.max_body} bytes."
             )
             await send_response(error_response(family, error), receive, send)
+            return
+        if body is None:
             return
         try:
             response = await handler(Incoming(scope, body))

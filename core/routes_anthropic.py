@@ -10,6 +10,7 @@ Every failure is answered as ``{"type": "error", "error": {"type", "message"}}``
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -17,7 +18,7 @@ from litestar import Request, Response
 from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
-from tokone.core.fastpath import Handler, Incoming
+from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
 from tokone.core.routes_openai import visible_models
@@ -128,8 +129,4 @@ INFERENCE_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "mes
 def anthropic_fast_routes(gateway: Gateway) -> dict[str, tuple[Family, Handler]]:
     """The Anthropic POSTs (path -> family, handler), served by the fast path; the model
     list lives in routes_openai."""
-
-    def handler(endpoint: str) -> Handler:
-        return lambda request: serve(gateway, request, endpoint)
-
-    return {path: (FAMILY, handler(name)) for path, name in INFERENCE_PATHS.items()}
+    return bind_routes(FAMILY, INFERENCE_PATHS, partial(serve, gateway))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -10,7 +11,7 @@ from litestar.handlers import BaseRouteHandler
 from litestar.response import Stream
 from tokone.core import pipeline, routes_gemini
 from tokone.core.errors import GatewayError
-from tokone.core.fastpath import Handler, Incoming
+from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
 from tokone.core.types import Call, Family, Principal
@@ -130,8 +131,4 @@ INFERENCE_PATHS = {
 
 def openai_fast_routes(gateway: Gateway) -> dict[str, tuple[Family, Handler]]:
     """The OpenAI inference POSTs (path -> family, handler), served by the fast path."""
-
-    def handler(endpoint: str) -> Handler:
-        return lambda request: serve(gateway, request, endpoint)
-
-    return {path: (FAMILY, handler(name)) for path, name in INFERENCE_PATHS.items()}
+    return bind_routes(FAMILY, INFERENCE_PATHS, partial(serve, gateway))
