@@ -206,7 +206,8 @@ async def relay(
         )
         yield error_event(failure) if error_event else sse_error_event(call.family, failure)
     except BaseException as error:  # client went away (cancelled) or generator closed
-        status, error_message = 499, type(error).__name__
+        if not relay_state.finished:  # gone after the terminal event is a completed call
+            status, error_message = 499, type(error).__name__
         raise
     finally:
         await reply.aclose()
