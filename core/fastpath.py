@@ -25,7 +25,7 @@ from litestar.datastructures import Headers, MultiDict
 from litestar.response import Stream
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from tokone.core.errors import GatewayError
-from tokone.core.ingress import error_response
+from tokone.core.ingress import error_response, new_request_id
 from tokone.core.types import Family
 
 Handler = Callable[["Incoming"], Awaitable["Response[Any] | Stream"]]
@@ -81,12 +81,24 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+_OWN_HEADERS = frozenset({"content-type", "content-length"})
+"""Headers `send_response` writes itself, whatever `response.headers` says."""
+
+
 def _raw_headers(response: Response[Any], extra: list[tuple[bytes, bytes]]) -> list[Any]:
-    headers = [
-        (k.lower().encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers.items()
-    ]
-    if response.media_type:
-        headers.append((b"content-type", str(response.media_type).encode("latin-1")))
+    """ASGI headers for `response`: each name once, `content-type` from its media type (or
+    its headers when it has none), then `extra`."""
+    headers: list[tuple[bytes, bytes]] = []
+    content_type = str(response.media_type) if response.media_type else None
+    for name, value in response.headers.items():
+        lower = name.lower()
+        if lower in _OWN_HEADERS:
+            if lower == "content-type" and content_type is None:
+                content_type = str(value)
+            continue
+        headers.append((lower.encode("latin-1"), str(value).encode("latin-1")))
+    if content_type:
+        headers.append((b"content-type", content_type.encode("latin-1")))
     return headers + extra
 
 
@@ -166,13 +178,17 @@ class FastPath:
             error = GatewayError(
                 "too_large", f"The request body is larger than {self.max_body} bytes."
             )
-            await send_response(error_response(family, error), receive, send)
+            await send_response(error_response(family, error, new_request_id()), receive, send)
             return
         if body is None:
             return
         try:
             response = await handler(Incoming(scope, body))
         except Exception:  # a bug, not bad input: still answer in the family's shape
-            structlog.get_logger("tokone").exception("request_failed", path=scope["path"])
-            response = error_response(family, GatewayError("internal", "Internal error."))
+            request_id = new_request_id()
+            structlog.get_logger("tokone").exception(
+                "request_failed", path=scope["path"], request_id=request_id
+            )
+            error = GatewayError("internal", "Internal error.")
+            response = error_response(family, error, request_id)
         await send_response(response, receive, send)

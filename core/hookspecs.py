@@ -97,6 +97,14 @@ def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
 
     All implementations run, after the response has been sent, for every admitted call
     (successful, failed or cut). They must not block: queue writes and return.
+
+    Each runs in isolation: the core calls them one by one and logs one that raises
+    (`meter_failed`, with the request id and plugin name) without stopping the rest. Order:
+    pluggy's (last registered first), except that ``tryfirst`` implementations run before
+    all others; the ledger's is ``tryfirst``, so the hold is settled and the capture and
+    usage record queued before any other plugin sees the call. Wrappers are not supported.
+    `outcome.usage` counts are sane (non-negative integers); a side the upstream did not
+    report is estimated and `usage.estimated` set.
     """
 
 

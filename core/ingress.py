@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
-from typing import TYPE_CHECKING, Any, TypeVar
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Response
@@ -14,7 +18,15 @@ from tokone.core.types import Family
 if TYPE_CHECKING:
     from tokone.core.fastpath import Incoming
 
-QUERY_KEY_PARAMS = ("key", "api_key", "api-key")
+QUERY_KEY_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "x-api-key", "x-goog-api-key"})
+"""Query parameter names (compared case-insensitively, after percent-decoding) that carry a
+key. Every one contains `key`, which the hot path's cheap pre-check relies on."""
+MAX_OUTPUT_TOKENS = 10_000_000
+"""The largest output cap (`max_tokens`, `maxOutputTokens`, ...) a request may ask for."""
+OutputCap = Annotated[int, msgspec.Meta(ge=0, le=MAX_OUTPUT_TOKENS)]
+"""An output-cap field: an integer (not a bool or float) from 0 to `MAX_OUTPUT_TOKENS`."""
+MAX_MODEL_CHARS = 256
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+~-]*", re.ASCII)
 T = TypeVar("T")
 
 
@@ -29,15 +41,12 @@ def client_key(request: ASGIConnection[Any, Any, Any, Any] | Incoming) -> str | 
     The query check comes first and wins even when a header also carries a key: a key in a
     URL ends up in proxy and server logs, so the client must learn to stop sending it.
     """
-    query = request.scope.get("query_string", b"")
-    if query and any(f"{name}=".encode() in query for name in QUERY_KEY_PARAMS):
-        params = request.query_params
-        if any(name in params for name in QUERY_KEY_PARAMS):
-            raise GatewayError(
-                "key_in_query",
-                "API keys must not be sent in the URL. Send the key in the 'Authorization: "
-                "Bearer' (or 'x-api-key' / 'x-goog-api-key') header instead.",
-            )
+    if key_in_query(request.scope.get("query_string", b"")):
+        raise GatewayError(
+            "key_in_query",
+            "API keys must not be sent in the URL. Send the key in the 'Authorization: "
+            "Bearer' (or 'x-api-key' / 'x-goog-api-key') header instead.",
+        )
     headers = request.headers
     auth = headers.get("authorization")
     if auth:
@@ -47,15 +56,101 @@ def client_key(request: ASGIConnection[Any, Any, Any, Any] | Incoming) -> str | 
     return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
 
 
+def key_in_query(query: bytes) -> bool:
+    """Whether the raw query string carries a key parameter, decoded as a server would.
+
+    Names are percent- and `+`-decoded (``?%6Bey=`` is ``?key=``) and compared without
+    regard to case. Cheap when there is nothing to find: a query without `%` and without
+    `key` in any case cannot name a key parameter, so it is never parsed.
+    """
+    if not query or (b"%" not in query and b"key" not in query.lower()):
+        return False
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return any(name.lower() in QUERY_KEY_PARAMS for name, _ in pairs)
+
+
+def model_name_problem(name: str, *, slashes: bool = False) -> str | None:
+    """Why `name` cannot be a model name (None when it can).
+
+    A model name may end up in an upstream URL path (Gemini's `models/{model}:{action}`),
+    so it is one path segment of letters, digits and ``. _ - : @ + ~``, starting with a
+    letter or digit, without ``..``, at most `MAX_MODEL_CHARS` long: never ``\\``, ``?``,
+    ``#``, ``%``, whitespace, control or non-ASCII characters. With `slashes` (the OpenAI and
+    Anthropic families, whose model travels in the body), ``/`` may separate such segments,
+    as in ``meta-llama/Llama-3.1-8B-Instruct``; the Gemini adapter still refuses any ``/``
+    in a path it builds.
+    """
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_MODEL_CHARS:
+        return f"is longer than {MAX_MODEL_CHARS} characters"
+    segments = name.split("/") if slashes else (name,)
+    if ".." in name or not all(_MODEL_NAME.fullmatch(s) for s in segments):
+        allowed = "letters, digits and '.', '_', '-', ':', '@', '+', '~'"
+        if slashes:
+            allowed += " in '/'-separated parts"
+        return f"may only contain {allowed} (each starting with a letter or digit, no '..')"
+    return None
+
+
+def check_model(name: str, *, slashes: bool = False) -> str:
+    """`name` if it is a valid model name (see :func:`model_name_problem`); else a 400 on
+    param `model`."""
+    problem = model_name_problem(name, slashes=slashes)
+    if problem is not None:
+        shown = name[:80].encode("unicode_escape").decode("ascii")
+        raise GatewayError(
+            "invalid_request", f"Invalid model name '{shown}': it {problem}.", param="model"
+        )
+    return name
+
+
+@lru_cache(maxsize=4096)
+def _segments(pattern: str) -> tuple[str, ...]:
+    return tuple(pattern.split("/"))
+
+
+def model_matches(name: str, pattern: str) -> bool:
+    """Whether model `name` matches a configured `pattern` (exactly, or by wildcard).
+
+    Patterns are `fnmatch` patterns (`*`, `?`, `[...]`) whose wildcards match within one
+    `/`-separated segment only: `gemini-*` matches `gemini-2.5-flash` but never
+    `gemini-x/../other`.
+    """
+    if name == pattern:
+        return True
+    if "*" not in pattern and "?" not in pattern and "[" not in pattern:
+        return False
+    if "/" not in name and "/" not in pattern:
+        return fnmatchcase(name, pattern)
+    parts, wanted = name.split("/"), _segments(pattern)
+    return len(parts) == len(wanted) and all(map(fnmatchcase, parts, wanted))
+
+
 def decode_body(raw: bytes, schema: type[T]) -> T:
-    """Decode the few fields the gateway needs; a bad body is a 400, never a 500."""
+    """Decode the few fields the gateway needs; a bad body is a 400, never a 500.
+
+    Besides what `schema` checks, the body must be UTF-8 throughout (JSON's encoding; the
+    fields the gateway skips are passed on unparsed, so they are checked here) and not
+    nested beyond the decoder's recursion limit.
+    """
     if not raw:
         raise GatewayError("invalid_request", "The request body is empty; expected a JSON object.")
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GatewayError(
+                "invalid_request",
+                f"The request body is not valid UTF-8 (byte {exc.start}).",
+            ) from None
     try:
         return msgspec.json.decode(raw, type=schema)
+    except RecursionError:
+        raise GatewayError("invalid_request", "The request body is nested too deeply.") from None
     except msgspec.ValidationError as exc:
         message, _, where = str(exc).partition(" - at ")
-        field = where.removeprefix("$").lstrip(".") or None
+        field = where.strip("`").removeprefix("$").lstrip(".") or None
         raise GatewayError(
             "invalid_request",
             f"Invalid request body: {message}" + (f" (at '{field}')" if field else ""),

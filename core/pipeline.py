@@ -14,12 +14,12 @@ from typing import Any
 import msgspec
 from litestar import Response
 from litestar.response import Stream
-from tokone.core.errors import GatewayError, sse_error_event
+from tokone.core.errors import GatewayError, error_bytes, sse_error_event
 from tokone.core.gateway import Gateway, gather_awaitables
 from tokone.core.health import health
-from tokone.core.tokens import estimate_chars
+from tokone.core.tokens import MAX_TOKENS, token_count
 from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
-from tokone.providers.base import UpstreamError, UpstreamReply
+from tokone.providers.base import StreamRelay, UpstreamError, UpstreamReply
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -170,7 +170,7 @@ def upstream_message(error: UpstreamError) -> str:
         body = msgspec.json.decode(error.body)
         inner = body.get("error", body)
         return str(inner.get("message") or inner) if isinstance(inner, dict) else str(inner)
-    except (msgspec.DecodeError, AttributeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, AttributeError):
         return error.body.decode(errors="replace")[:500] or str(error)
 
 
@@ -184,7 +184,9 @@ async def relay(
     """Relay a stream chunk by chunk; meter what was delivered however the stream ends.
 
     A failure after the first byte ends the stream with `error_event(failure)` (by default
-    the family's SSE error event, see :func:`sse_error_event`).
+    the relay's own framing of the family's error, see `StreamRelay.error_event`, else the
+    family's SSE error event, see :func:`sse_error_event`). The usage is completed by
+    :func:`stream_usage`.
     """
     relay_state = reply.relay
     assert reply.stream is not None and relay_state is not None
@@ -204,27 +206,70 @@ async def relay(
         failure = GatewayError(
             "timeout" if error.timeout else "upstream", f"Stream failed: {error}"
         )
-        yield error_event(failure) if error_event else sse_error_event(call.family, failure)
+        if error_event is not None:
+            yield error_event(failure)
+        else:
+            framed = relay_state.error_event(error_bytes(call.family, failure))
+            yield framed if framed is not None else sse_error_event(call.family, failure)
     except BaseException as error:  # client went away (cancelled) or generator closed
         if not relay_state.finished:  # gone after the terminal event is a completed call
             status, error_message = 499, type(error).__name__
         raise
     finally:
         await reply.aclose()
-        usage = relay_state.usage
-        if not relay_state.saw_usage:
-            usage.output_tokens = estimate_chars(relay_state.delivered_chars)
-            usage.input_tokens = call.extra.get("input_estimate", 0)
-            usage.estimated = True
-        outcome = finish(gateway, call, candidate, status, usage)
+        outcome = finish(gateway, call, candidate, status, stream_usage(call, relay_state))
         outcome.error = error_message
         meter(gateway, call, outcome)
+
+
+def stream_usage(call: Call, relay_state: StreamRelay) -> Usage:
+    """The usage to bill for a relayed stream, however it ended.
+
+    Each side is taken as the upstream reported it when it did (`saw_input`,
+    `saw_output`) and estimated otherwise: the input from the request
+    (`Call.input_estimate`), the output from the text delivered (never below the count
+    reported so far); an estimated side marks the usage estimated.
+    """
+    usage = relay_state.usage
+    if relay_state.saw_input and relay_state.saw_output:
+        return usage
+    return usage.estimate_missing(
+        None if relay_state.saw_input else call.input_estimate,
+        None if relay_state.saw_output else relay_state.delivered_chars,
+    )
+
+
+USAGE_COUNTS = ("input_tokens", "output_tokens", "cached_input_tokens")
+
+
+def sane_usage(gateway: Gateway, call: Call, usage: Usage) -> Usage:
+    """Clamp counts no adapter should have produced: each a sane integer, cached <= input.
+
+    The adapters already read upstream numbers this way; this is the core's last guard
+    for third-party ones. An insane count becomes 0, is logged (`usage_invalid`, with the
+    request id) and marks the usage estimated.
+    """
+    for name in USAGE_COUNTS:
+        value = getattr(usage, name)
+        if type(value) is int and 0 <= value <= MAX_TOKENS:
+            continue
+        gateway.log.warning(
+            "usage_invalid", request_id=call.request_id, field=name, value=repr(value)
+        )
+        setattr(usage, name, token_count(value) or 0)
+        usage.estimated = True
+    usage.cached_input_tokens = min(usage.cached_input_tokens, usage.input_tokens)
+    return usage
 
 
 def finish(
     gateway: Gateway, call: Call, candidate: Candidate, status: int, usage: Usage
 ) -> Outcome:
-    """Price the usage and build the outcome the meter hook sees."""
+    """Price the usage and build the outcome the meter hook sees.
+
+    The usage is made sane first (see :func:`sane_usage`), whichever adapter produced it.
+    """
+    sane_usage(gateway, call, usage)
     charge: Charge | None = None
     if usage.input_tokens or usage.output_tokens:
         charge = gateway.hook.price(call=call, usage=usage, gateway=gateway)
@@ -239,8 +284,20 @@ def finish(
 
 
 def meter(gateway: Gateway, call: Call, outcome: Outcome) -> None:
-    """Hand a finished call to every `meter` implementation; never raises into the response."""
-    try:
-        gateway.hook.meter(call=call, outcome=outcome, gateway=gateway)
-    except Exception:
-        gateway.log.exception("meter_failed", request_id=call.request_id)
+    """Hand a finished call to every `meter` implementation, each isolated from the others.
+
+    The implementations run one by one in pluggy's order (``tryfirst`` ones first: the
+    ledger, which settles the hold and records the call); one that raises is logged as
+    `meter_failed` with the request id and the plugin's name, and the rest still run.
+    Nothing raises into the response. Wrappers are not supported on `meter`.
+    """
+    kwargs = {"call": call, "outcome": outcome, "gateway": gateway}
+    for impl in reversed(gateway.hook.meter.get_hookimpls()):
+        if impl.hookwrapper or impl.wrapper:
+            continue
+        try:
+            impl.function(*(kwargs[name] for name in impl.argnames))
+        except Exception:
+            gateway.log.exception(
+                "meter_failed", request_id=call.request_id, plugin=impl.plugin_name
+            )

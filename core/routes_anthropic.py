@@ -20,7 +20,14 @@ from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
+from tokone.core.ingress import (
+    OutputCap,
+    check_model,
+    client_key,
+    decode_body,
+    error_response,
+    new_request_id,
+)
 from tokone.core.routes_openai import visible_models
 from tokone.core.types import Call, Family
 from tokone.providers.anthropic import BETA, BETA_QUERY, DEFAULT_VERSION, VERSION
@@ -37,8 +44,10 @@ class AnthropicParams(msgspec.Struct):
 
     model: str = ""
     stream: bool | None = False
-    max_tokens: int | None = None
+    max_tokens: OutputCap | None = None
     service_tier: str | None = None
+    messages: list[msgspec.Raw] | None = None
+    """Only checked to be an array (its items are passed on unparsed)."""
 
 
 async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[Any] | Stream:
@@ -54,7 +63,7 @@ async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[
             request_id=request_id,
             family=FAMILY,
             endpoint=endpoint,
-            model=params.model,
+            model=check_model(params.model, slashes=True),
             raw=raw,
             stream=bool(params.stream) and endpoint == "messages",
             principal=principal,
@@ -110,9 +119,7 @@ async def list_models(gateway: Gateway, request: Request[Any, Any, Any]) -> Resp
         return error_response(FAMILY, error)
 
 
-async def get_model(
-    gateway: Gateway, request: Request[Any, Any, Any], model: str
-) -> Response[Any]:
+async def get_model(gateway: Gateway, request: Request[Any, Any, Any], model: str) -> Response[Any]:
     """`GET /v1/models/{model_id}` for the Anthropic SDK."""
     try:
         principal = await pipeline.authenticate(gateway, client_key(request))

@@ -22,7 +22,14 @@ from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
+from tokone.core.ingress import (
+    OutputCap,
+    check_model,
+    client_key,
+    decode_body,
+    error_response,
+    new_request_id,
+)
 from tokone.core.types import Call, Family, Principal
 from tokone.plugins.access import model_allowed
 from tokone.providers.gemini import (
@@ -43,8 +50,8 @@ METHODS = (GENERATE, STREAM, COUNT, EMBED, BATCH_EMBED)
 class GenerationConfig(msgspec.Struct):
     """The one field of `generationConfig` the gateway reads (for the balance hold)."""
 
-    maxOutputTokens: int | None = None
-    max_output_tokens: int | None = None
+    maxOutputTokens: OutputCap | None = None
+    max_output_tokens: OutputCap | None = None
 
 
 class GeminiParams(msgspec.Struct):
@@ -70,7 +77,7 @@ def split_target(version: str, target: str) -> tuple[str, str]:
             f"Unknown path: POST /{version}/models/{target.lstrip('/')}. Expected "
             f"/{version}/models/{{model}}:{{{'|'.join(METHODS)}}}.",
         )
-    return model, action
+    return check_model(model), action
 
 
 async def serve(
@@ -129,9 +136,7 @@ def model_object(name: str) -> dict[str, Any]:
     }
 
 
-async def list_models_response(
-    gateway: Gateway, request: Request[Any, Any, Any]
-) -> Response[Any]:
+async def list_models_response(gateway: Gateway, request: Request[Any, Any, Any]) -> Response[Any]:
     """`GET /{version}/models` in Gemini's shape (all on one page)."""
     try:
         principal = await pipeline.authenticate(gateway, client_key(request))

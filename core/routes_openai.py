@@ -13,7 +13,14 @@ from tokone.core import pipeline, routes_gemini
 from tokone.core.errors import GatewayError
 from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import client_key, decode_body, error_response, new_request_id
+from tokone.core.ingress import (
+    OutputCap,
+    check_model,
+    client_key,
+    decode_body,
+    error_response,
+    new_request_id,
+)
 from tokone.core.types import Call, Family, Principal
 from tokone.plugins.access import model_allowed
 
@@ -25,10 +32,12 @@ class OpenAIParams(msgspec.Struct):
 
     model: str = ""
     stream: bool | None = False
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    max_output_tokens: int | None = None
+    max_tokens: OutputCap | None = None
+    max_completion_tokens: OutputCap | None = None
+    max_output_tokens: OutputCap | None = None
     service_tier: str | None = None
+    messages: list[msgspec.Raw] | None = None
+    """Only checked to be an array (its items are passed on unparsed)."""
 
 
 async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[Any] | Stream:
@@ -45,7 +54,7 @@ async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[
             request_id=request_id,
             family=FAMILY,
             endpoint=endpoint,
-            model=params.model,
+            model=check_model(params.model, slashes=True),
             raw=raw,
             stream=bool(params.stream) and endpoint in STREAMABLE,
             principal=principal,

@@ -43,7 +43,7 @@ from litestar.handlers import BaseRouteHandler
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError, error_body, error_bytes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import client_key, decode_body, new_request_id
+from tokone.core.ingress import check_model, client_key, decode_body, new_request_id
 from tokone.core.routes_openai import OpenAIParams
 from tokone.core.types import Call, Candidate, Family, Principal
 from tokone.providers.base import UpstreamReply, sse_data
@@ -73,7 +73,7 @@ def parse_event(frame: str | bytes, limit: int) -> dict[str, Any]:
         raise GatewayError("too_large", f"The event is larger than {limit} bytes.")
     try:
         event = msgspec.json.decode(frame)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
         raise GatewayError("invalid_request", f"The event is not valid JSON: {exc}") from None
     if not isinstance(event, dict):
         raise GatewayError("invalid_request", "The event must be a JSON object.")
@@ -99,7 +99,7 @@ def turn_call(event: dict[str, Any], principal: Principal) -> Call:
         request_id=new_request_id(),
         family=FAMILY,
         endpoint="responses",
-        model=params.model,
+        model=check_model(params.model, slashes=True),
         raw=raw,
         stream=True,
         principal=principal,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from tokone.core.tokens import estimate_chars
 
 if TYPE_CHECKING:
     from tokone.core.config import ProviderConfig
@@ -49,6 +50,22 @@ class Usage:
     service_tier: str | None = None
     estimated: bool = False
     """True when the gateway counted the tokens itself (upstream sent none)."""
+
+    def estimate_missing(self, input_tokens: int | None, output_chars: int | None) -> Usage:
+        """Fill in the sides the upstream did not report and mark the usage estimated.
+
+        `input_tokens` (the gateway's prompt estimate) replaces an unreported input when not
+        None; `output_chars` (characters of text delivered) estimates an unreported output
+        when not None, never below what the upstream reported so far.
+        """
+        if input_tokens is not None:
+            self.input_tokens = max(self.input_tokens, input_tokens)
+            self.cached_input_tokens = min(self.cached_input_tokens, self.input_tokens)
+            self.estimated = True
+        if output_chars is not None:
+            self.output_tokens = max(self.output_tokens, estimate_chars(output_chars))
+            self.estimated = True
+        return self
 
 
 @dataclass(slots=True)
@@ -94,11 +111,39 @@ class Call:
     response_headers: dict[str, str] = field(default_factory=dict)
     """Headers plugins add to the client's response (e.g. rate-limit state)."""
     _json: dict[str, Any] | None = None
+    _input_estimate: int | None = None
+
+    @property
+    def input_estimate(self) -> int:
+        """The gateway's own count of the prompt's tokens, from the raw body (computed once).
+
+        A deliberate over-estimate (every byte of the body counts); it sizes the hold and
+        stands in for the input of a reply whose upstream reported none.
+        """
+        if self._input_estimate is None:
+            self._input_estimate = estimate_chars(len(self.raw))
+        return self._input_estimate
 
     def json(self) -> dict[str, Any]:
-        """The body decoded as a JSON object (decoded once, on first use)."""
+        """The body decoded as a JSON object (decoded once, on first use).
+
+        A body that is not one (numbers out of range, nesting too deep, not an object) raises
+        a 400 `GatewayError`, never a decoder error that would become a 500.
+        """
         if self._json is None:
-            self._json = msgspec.json.decode(self.raw) if self.raw else {}
+            try:
+                decoded = msgspec.json.decode(self.raw) if self.raw else {}
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+                from tokone.core.errors import GatewayError  # errors imports this module
+
+                raise GatewayError(
+                    "invalid_request", f"The request body is not valid JSON: {exc}"
+                ) from None
+            if not isinstance(decoded, dict):
+                from tokone.core.errors import GatewayError
+
+                raise GatewayError("invalid_request", "The request body must be a JSON object.")
+            self._json = decoded
         return self._json
 
 

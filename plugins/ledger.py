@@ -68,7 +68,17 @@ balance update, and multi-row inserts), so a batch costs about the same few roun
 however many calls it settles. The event loop waits on the database only when a lease must
 grow. A batch that hits a transient error (a locked SQLite file, a PostgreSQL deadlock) is
 retried; one bad job never sinks the rest of its batch. If the database cannot grow a lease,
-the call is refused with 503, never with a misleading 402.
+the call is refused with 503 (``retry-after``), never with a misleading 402.
+
+Database unreachable: calls whose hold the process's lease still covers keep being admitted
+from memory (the key lookup serves keys already in its cache, see
+:mod:`tokone.plugins.key_auth`), and their settlements are *kept*, not dropped: the writer
+holds them and retries every ``DEFER_RETRY_SECONDS`` until the database answers again, then
+writes them as usual. Their costs stay counted as "unsettled" in the lease's budget, so the
+money admitted during an outage never exceeds what the lease had reserved in the database
+before it — the outage can neither over-commit the account nor lose its charges, unless the
+process dies before the database is back (those calls then go uncharged, as with any
+unwritten batch). Calls the lease cannot cover need the database and get 503.
 
 A live process refreshes its lease rows' timestamps at every sweep; lease rows older than
 ``[billing] hold_timeout_seconds`` — left by a process that was killed — are released by every
@@ -97,7 +107,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
-from tokone.core.tokens import estimate_chars
 from tokone.core.types import Call, Outcome, Usage
 
 BATCH_MAX = 512
@@ -109,6 +118,11 @@ LEASE_IDLE_SECONDS = 0.5
 """A lease with no call in flight for this long goes back to the account."""
 LEASE_ATTEMPTS = 3
 GROUP_COMMIT_SECONDS = 0.01
+DEFER_RETRY_SECONDS = 1.0
+"""While the database is unreachable, kept settlements are retried this often."""
+DEFERRED_MAX = 100_000
+"""Settlements kept at most while the database is unreachable (the rest are logged as lost)."""
+RETRY_AFTER_SECONDS = 2
 """Settlements wait up to this long for company before they are committed."""
 NO_OUTPUT_ENDPOINTS = frozenset(
     {
@@ -225,6 +239,8 @@ class LedgerWriter:
         self.log = structlog.get_logger("tokone")
         self._thread = threading.Thread(target=self._run, name="tokone-ledger", daemon=True)
         self._next_sweep = 0.0
+        self._deferred: list[_SettleJob] = []
+        self._retry_deferred_at = 0.0
 
     def lease_id(self, account_id: int) -> str:
         """This process's lease row for `account_id`."""
@@ -249,16 +265,26 @@ class LedgerWriter:
                 self._next_sweep = time.monotonic() + self.sweep_every
                 self._guarded(self.heartbeat)
                 self._guarded(self.release_stale)
+            wake = self._next_sweep
+            if self._deferred:
+                wake = min(wake, self._retry_deferred_at)
             try:
-                job = self.queue.get(timeout=max(self._next_sweep - time.monotonic(), 0.01))
+                batch: list[_Job | None] = [
+                    self.queue.get(timeout=max(wake - time.monotonic(), 0.01))
+                ]
             except queue.Empty:
-                continue
-            batch = [job]
-            self._collect(batch)
+                batch = []
+            if batch:
+                self._collect(batch)
             jobs = [j for j in batch if j is not None]
+            if self._deferred and (None in batch or time.monotonic() >= self._retry_deferred_at):
+                jobs = [*self._deferred, *jobs]
+                self._deferred = []
             if jobs:
                 self._write(jobs)
             if None in batch:
+                for job in self._deferred:
+                    self.log.error("ledger_settlement_lost", **job.row)
                 self._guarded(self.release_own)
                 return
 
@@ -281,7 +307,24 @@ class LedgerWriter:
         jobs.sort(key=lambda j: j.account_id)
         grants: list[tuple[_LeaseJob, int | None]] = []
         reports: list[Report] = []
-        if not self._write_with_retries(jobs, grants, reports):
+        if self._write_with_retries(jobs, grants, reports):
+            pass
+        elif not self.reachable():
+            # The database is away: keep the settlements, refuse lease growth, retry later.
+            for job in jobs:
+                if isinstance(job, _LeaseJob):
+                    grants.append((job, None))
+                elif isinstance(job, _TrimJob):
+                    reports.append(Report(job.account_id, None, trimmed=job.amount))
+                elif len(self._deferred) < DEFERRED_MAX:
+                    self._deferred.append(job)
+                else:
+                    self.log.error("ledger_settlement_lost", **job.row)
+                    reports.append(Report(job.account_id, None, settled=job.row["cost"]))
+            if self._deferred:
+                self.log.warning("ledger_settlements_deferred", count=len(self._deferred))
+            self._retry_deferred_at = time.monotonic() + DEFER_RETRY_SECONDS
+        else:
             # One bad job must not sink the others: redo them one transaction each.
             grants, reports = [], []
             for job in jobs:
@@ -390,6 +433,15 @@ class LedgerWriter:
         if settles:
             conn.execute(_USAGE, [{**job.row, "now": now} for job in settles])
         return Report(account_id, lease, settled=cost, trimmed=asked_trim)
+
+    def reachable(self) -> bool:
+        """Whether the database answers a `SELECT 1` now."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
 
     def heartbeat(self) -> None:
         """Mark this process's leases as alive, so no other process's sweep releases them."""
@@ -508,7 +560,9 @@ class Leases:
                     budget.growing = None
             if granted is None:
                 raise GatewayError(
-                    "unavailable", "The gateway cannot reach its database; try again shortly."
+                    "unavailable",
+                    "The gateway cannot reach its database; try again shortly.",
+                    headers={"retry-after": str(RETRY_AFTER_SECONDS)},
                 )
             if granted == 0:
                 raise insufficient_balance()
@@ -579,10 +633,12 @@ def worst_case_cost(call: Call, gateway: Gateway) -> int:
     `[billing] allow_unpriced` is set.
     """
     billing = gateway.config.billing
-    cap = call.max_output_tokens or billing.default_max_output_tokens
+    cap = call.max_output_tokens
+    if cap is None or cap <= 0:  # ingress refuses negatives; never let one shrink the hold
+        cap = billing.default_max_output_tokens
     if call.endpoint in NO_OUTPUT_ENDPOINTS:
         cap = 0
-    estimate = call.extra.setdefault("input_estimate", estimate_chars(len(call.raw)))
+    estimate = call.input_estimate
     tier = call.service_tier
     if tier is not None and tier not in billing.service_tiers and billing.service_tiers:
         tier = max(billing.service_tiers, key=billing.service_tiers.__getitem__)
@@ -597,7 +653,7 @@ def worst_case_cost(call: Call, gateway: Gateway) -> int:
             f'[prices."{call.model}"] to tokone.toml (or set [billing] allow_unpriced).',
             param="model",
         )
-    return charge.amount
+    return max(0, charge.amount)
 
 
 @hookimpl(trylast=True)
@@ -615,9 +671,13 @@ def admit(call: Call, gateway: Gateway) -> Awaitable[None] | None:
     return leases(gateway).take(call, amount)
 
 
-@hookimpl
+@hookimpl(tryfirst=True)
 def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
-    """Return the hold to the lease and queue the capture and the usage record."""
+    """Return the hold to the lease and queue the capture and the usage record.
+
+    tryfirst: settlement runs before every other `meter` implementation (which the core
+    runs each in isolation, so none of them can keep a call from being settled).
+    """
     principal = call.principal
     if principal is None:
         return

@@ -50,18 +50,28 @@ def metrics_of(gateway: Gateway) -> Metrics:
 
 @hookimpl
 def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
-    """Count the call, its tokens, its cost and its latency."""
+    """Count the call, its tokens, its cost and its latency.
+
+    Only positive amounts are added (a Prometheus counter refuses a negative increment),
+    so a bad number never makes this raise.
+    """
     m = metrics_of(gateway)
     m.requests.labels(call.family.value, call.endpoint, call.model, outcome.provider,
                       str(outcome.status)).inc()
     usage = outcome.usage
-    if usage.input_tokens:
+    if positive(usage.input_tokens):
         m.tokens.labels(call.model, "input").inc(usage.input_tokens)
-    if usage.output_tokens:
+    if positive(usage.output_tokens):
         m.tokens.labels(call.model, "output").inc(usage.output_tokens)
-    if outcome.charge is not None and outcome.charge.amount:
+    if outcome.charge is not None and positive(outcome.charge.amount):
         m.cost.labels(call.model).inc(outcome.charge.amount)
-    m.latency.labels(call.family.value, call.endpoint).observe(outcome.latency_ms / 1000)
+    latency = outcome.latency_ms / 1000
+    m.latency.labels(call.family.value, call.endpoint).observe(max(latency, 0.0))
+
+
+def positive(value: object) -> bool:
+    """Whether `value` is a number a counter may be increased by (a bool is not)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 @hookimpl

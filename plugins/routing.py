@@ -1,10 +1,10 @@
 """Default routing: healthy providers serving the model, by priority, then weighted random.
 
-A provider serves a model it lists exactly, by a `*` wildcard, or through its `model_map`
-(an alias: public name -> upstream name). Channels switched off by an operator or cooling
-down after failures are left out (a half-open channel stays in, so its probe can happen);
-channels whose upstream said `retry-after` go last until it has passed. A model that is
-served but has no usable channel is refused with 503 ("unavailable"), not 404.
+A provider serves a model it lists exactly, by a `*` wildcard (never across a `/`), or
+through its `model_map` (an alias: public name -> upstream name). Channels switched off by an
+operator or cooling down after failures are left out (a half-open channel stays in, so its
+probe can happen); channels whose upstream said `retry-after` go last until it has passed. A
+model that is served but has no usable channel is refused with 503 ("unavailable"), not 404.
 """
 
 from __future__ import annotations
@@ -12,21 +12,20 @@ from __future__ import annotations
 import math
 import random
 import time
-from fnmatch import fnmatchcase
 
 from tokone.core.config import ProviderConfig
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.health import Health, health
 from tokone.core.hookspecs import hookimpl
+from tokone.core.ingress import model_matches
 from tokone.core.types import Call, Candidate
 
 
 def serves(provider: ProviderConfig, model: str) -> bool:
     """Whether `provider` lists `model` (exactly, through its model map, or by wildcard)."""
     return model in provider.model_map or any(
-        pattern == model or ("*" in pattern and fnmatchcase(model, pattern))
-        for pattern in provider.models
+        model_matches(model, pattern) for pattern in provider.models
     )
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from fnmatch import fnmatchcase
 from fractions import Fraction
 from functools import lru_cache
 from math import lcm
@@ -38,6 +37,7 @@ from sqlmodel import Session, select
 from tokone.core.config import Config, ModelPrice
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
+from tokone.core.ingress import model_matches
 from tokone.core.models import Group
 from tokone.core.types import Call, Charge, Principal, Usage
 
@@ -74,7 +74,7 @@ def model_price(config: Config, model: str) -> ModelPrice | None:
     if price is not None:
         return price
     for pattern, candidate in config.prices.items():
-        if "*" in pattern and fnmatchcase(model, pattern):
+        if "*" in pattern and model_matches(model, pattern):
             return candidate
     return None
 

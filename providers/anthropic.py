@@ -15,12 +15,19 @@ and, cumulatively, in ``message_delta``, which overrides it.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Family, Usage
-from tokone.providers.base import Adapter, StreamRelay, UpstreamReply, relayed_headers, sse_data
+from tokone.providers.base import (
+    Adapter,
+    StreamRelay,
+    UpstreamReply,
+    relayed_headers,
+    sane_count,
+    sse_data,
+)
 
 PATHS: dict[str, str] = {
     "messages": "/messages",
@@ -38,13 +45,32 @@ TIERS = {"standard": "default"}
 
 
 class AnthropicUsage(msgspec.Struct):
-    """Anthropic's `usage` object (every field may be absent or null in a `message_delta`)."""
+    """Anthropic's `usage` object (every field may be absent or null in a `message_delta`).
 
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_creation_input_tokens: int | None = None
-    cache_read_input_tokens: int | None = None
-    service_tier: str | None = None
+    The counts are read as any JSON value and made sane with :meth:`sane` before use, so a
+    broken upstream count never fails the decoding of the event that carries it.
+    """
+
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_creation_input_tokens: Any = None
+    cache_read_input_tokens: Any = None
+    service_tier: Any = None
+
+    def sane(self, call: Call) -> AnthropicUsage:
+        """These counts with every insane one (see `sane_count`) taken as not reported."""
+        tier = self.service_tier
+        return AnthropicUsage(
+            input_tokens=sane_count(call, "input_tokens", self.input_tokens),
+            output_tokens=sane_count(call, "output_tokens", self.output_tokens),
+            cache_creation_input_tokens=sane_count(
+                call, "cache_creation_input_tokens", self.cache_creation_input_tokens
+            ),
+            cache_read_input_tokens=sane_count(
+                call, "cache_read_input_tokens", self.cache_read_input_tokens
+            ),
+            service_tier=tier if isinstance(tier, str) else None,
+        )
 
     def merge(self, later: AnthropicUsage) -> AnthropicUsage:
         """These numbers overridden by the fields `later` carries (cumulative stream usage)."""
@@ -98,22 +124,55 @@ _message_decoder = msgspec.json.Decoder(_Message)
 _event_decoder = msgspec.json.Decoder(_Event)
 
 
-def usage_from_message(content: bytes) -> Usage:
-    """The usage of a whole (non-stream) Messages response body; zero if it has none."""
+class _Block(msgspec.Struct):
+    text: Any = None
+    thinking: Any = None
+    input: msgspec.Raw | None = None
+
+    def chars(self) -> int:
+        """Characters of generated text, thinking and tool input in this content block."""
+        text = self.text if isinstance(self.text, str) else ""
+        thinking = self.thinking if isinstance(self.thinking, str) else ""
+        return len(text) + len(thinking) + (len(self.input) if self.input else 0)
+
+
+class _Reply(msgspec.Struct):
+    usage: AnthropicUsage | None = None
+    content: list[_Block] = []
+
+
+_reply_decoder = msgspec.json.Decoder(_Reply)
+
+
+def usage_from_message(content: bytes, call: Call) -> Usage:
+    """The usage of a whole (non-stream) Messages response body, completed.
+
+    A side the upstream did not report (no usage object, a count missing or insane) is
+    estimated, the input from the request and the output from the reply's text, thinking
+    and tool input, and the usage is marked estimated.
+    """
     try:
-        message = _message_decoder.decode(content)
-    except msgspec.DecodeError:
-        return Usage()
-    return message.usage.to_usage() if message.usage is not None else Usage()
+        reply = _reply_decoder.decode(content)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return Usage().estimate_missing(call.input_estimate, len(content))
+    raw = reply.usage.sane(call) if reply.usage is not None else AnthropicUsage()
+    usage = raw.to_usage()
+    input_seen = raw.input_tokens is not None
+    if raw.output_tokens is not None and input_seen:
+        return usage
+    chars = None
+    if raw.output_tokens is None:
+        chars = sum(block.chars() for block in reply.content)
+    return usage.estimate_missing(None if input_seen else call.input_estimate, chars)
 
 
 class MessagesStreamRelay(StreamRelay):
     """Messages SSE (`event:` lines kept, bytes relayed untouched); usage read on the way.
 
-    `message_start` gives the input side (and is the exact input count should the stream be
-    cut: it becomes the call's `input_estimate`); the cumulative `message_delta` usage
-    overrides it and makes the usage final. Generated text, thinking and tool-input
-    deltas are counted for estimating the output of a cut stream.
+    `message_start` gives the input side (the exact input count should the stream be cut:
+    the input is then seen, the output still to be estimated); the cumulative
+    `message_delta` usage overrides it and makes the output final. Generated text,
+    thinking and tool-input deltas are counted for estimating the output of a cut stream.
     """
 
     def __init__(self, call: Call) -> None:
@@ -134,12 +193,15 @@ class MessagesStreamRelay(StreamRelay):
             delta = parsed.delta
             self.delivered_chars += len(delta.text or delta.thinking or delta.partial_json or "")
         elif kind == "message_start" and parsed.message and parsed.message.usage is not None:
-            self._raw = self._raw.merge(parsed.message.usage)
+            self._raw = self._raw.merge(parsed.message.usage.sane(self.call))
             self.usage = self._raw.to_usage()
-            self.call.extra["input_estimate"] = self.usage.input_tokens
+            self.saw_input = self._raw.input_tokens is not None
         elif kind == "message_delta" and parsed.usage is not None:
-            self._raw = self._raw.merge(parsed.usage)
-            self.usage, self.saw_usage = self._raw.to_usage(), True
+            later = parsed.usage.sane(self.call)
+            self._raw = self._raw.merge(later)
+            self.usage = self._raw.to_usage()
+            self.saw_input = self._raw.input_tokens is not None
+            self.saw_output = later.output_tokens is not None
         elif kind == "message_stop":
             self.finished = True
         return event
@@ -190,7 +252,7 @@ class AnthropicAdapter(Adapter):
             return self.stream_reply(response, MessagesStreamRelay(call))
         headers = relayed_headers(response)
         content = response.content
-        usage = usage_from_message(content) if call.endpoint == "messages" else Usage()
+        usage = usage_from_message(content, call) if call.endpoint == "messages" else Usage()
         return UpstreamReply(
             status=response.status_code, headers=headers, body=content, usage=usage
         )

@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import httpx
+import structlog
 from httpx_aiohttp import AiohttpTransport
 from tokone.core.config import ProviderConfig
+from tokone.core.errors import GatewayError
+from tokone.core.tokens import token_count
 from tokone.core.types import Call, Family, Usage
 
 logging.getLogger("httpx").setLevel(logging.WARNING)
+log = structlog.get_logger("tokone")
 
 RELAYED_HEADERS = ("content-type", "retry-after")
+URL_CACHE_SIZE = 1024
+"""Parsed upstream URLs kept per adapter (a wildcard channel sees one path per model name)."""
 
 
 class UpstreamError(Exception):
@@ -63,7 +69,10 @@ class StreamRelay:
     def __init__(self, call: Call) -> None:
         self.call = call
         self.usage = Usage()
-        self.saw_usage = False
+        self.saw_input = False
+        """True once the upstream reported a sane input count (`usage.input_tokens` is it)."""
+        self.saw_output = False
+        """True once the upstream reported a sane, final output count."""
         self.delivered_chars = 0
         """Characters of generated text sent to the client (for estimating a cut stream)."""
         self.finished = False
@@ -107,6 +116,34 @@ class StreamRelay:
     def on_event(self, event: bytes) -> bytes | None:
         """Inspect one SSE event (without its blank line); return it, a rewrite, or None."""
         return event
+
+    @property
+    def saw_usage(self) -> bool:
+        """Whether the upstream reported both sides of the usage (nothing left to estimate)."""
+        return self.saw_input and self.saw_output
+
+    def error_event(self, body: bytes) -> bytes | None:
+        """Frame the error `body` (the family's error JSON) that ends a failed stream.
+
+        None (the default) means the family's SSE error event; a relay that rewrote the
+        stream into another framing (Gemini's JSON array) closes it its own way.
+        """
+        return None
+
+
+def sane_count(call: Call, field: str, value: object) -> int | None:
+    """An upstream's token count `field` if it is sane (see `token_count`), else None.
+
+    A count that is there but not sane (negative, fractional, a string, a bool, absurdly
+    large) is logged as `upstream_usage_invalid` with the request id; the caller then
+    treats that side of the usage as unreported, so the gateway's estimate is billed.
+    """
+    count = token_count(value)
+    if count is None and value is not None:
+        log.warning(
+            "upstream_usage_invalid", request_id=call.request_id, field=field, value=repr(value)
+        )
+    return count
 
 
 def sse_data(event: bytes) -> bytes | None:
@@ -174,10 +211,26 @@ class Adapter:
             self._transport = None
 
     def url(self, path: str) -> httpx.URL:
-        """The upstream URL for `path` under `base_url` (parsed once per path)."""
+        """The upstream URL for `path` under `base_url` (parsed once per path, cache bounded).
+
+        httpx resolves dot segments (``/a/../b`` -> ``/b``) when it parses a URL, which would
+        send the gateway's credentials to another path of the upstream; a path that does not
+        survive parsing unchanged is refused (400) instead of being sent.
+        """
         found = self._urls.get(path)
         if found is None:
-            found = self._urls[path] = httpx.URL(self.provider.base_url.rstrip("/") + path)
+            base = self.provider.base_url.rstrip("/")
+            found = httpx.URL(base + path)
+            wanted = httpx.URL(base).raw_path.rstrip(b"/") + path.encode("ascii", "replace")
+            if found.raw_path != wanted:
+                raise GatewayError(
+                    "invalid_request",
+                    "The request names an upstream path that is not allowed.",
+                    param="model",
+                )
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[path] = found
         return found
 
     def supports(self, call: Call) -> bool:

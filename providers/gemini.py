@@ -20,10 +20,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import msgspec
+from tokone.core.errors import GatewayError
 from tokone.core.hookspecs import hookimpl
-from tokone.core.tokens import estimate_tokens
+from tokone.core.ingress import check_model
+from tokone.core.tokens import estimate_chars, estimate_tokens
 from tokone.core.types import Call, Family, Usage
-from tokone.providers.base import Adapter, StreamRelay, UpstreamReply, relayed_headers, sse_data
+from tokone.providers.base import (
+    Adapter,
+    StreamRelay,
+    UpstreamReply,
+    relayed_headers,
+    sane_count,
+    sse_data,
+)
 
 GENERATE = "generateContent"
 STREAM = "streamGenerateContent"
@@ -36,26 +45,36 @@ VERSION = "gemini.version"
 JSON_ARRAY = "gemini.json_array"
 """`call.extra` key: the client streamed without `?alt=sse` and expects one JSON array."""
 DEFAULT_VERSION = "v1beta"
+VERSIONS = frozenset({"v1beta", "v1"})
 
 
 class UsageMetadata(msgspec.Struct):
     """The token counts of a Gemini `usageMetadata` object the gateway bills from.
 
-    Field names here and in the other structs are the wire's camelCase names.
+    Field names here and in the other structs are the wire's camelCase names. Counts are
+    read as any JSON value (a broken one must not lose the chunk's text) and made sane by
+    :meth:`sane`; Google leaves zero counts out, so an absent count is None here.
     """
 
-    promptTokenCount: int = 0
-    candidatesTokenCount: int = 0
-    thoughtsTokenCount: int = 0
-    cachedContentTokenCount: int = 0
-    toolUsePromptTokenCount: int = 0
+    promptTokenCount: Any = None
+    candidatesTokenCount: Any = None
+    thoughtsTokenCount: Any = None
+    cachedContentTokenCount: Any = None
+    toolUsePromptTokenCount: Any = None
+
+    def sane(self, call: Call) -> UsageMetadata:
+        """These counts with every insane one (see `sane_count`) taken as not reported."""
+        return UsageMetadata(
+            *(sane_count(call, name, getattr(self, name)) for name in self.__struct_fields__)
+        )
 
     def usage(self) -> Usage:
         """As gateway usage: thoughts count as output, tool-use prompt tokens as input."""
+        prompt = (self.promptTokenCount or 0) + (self.toolUsePromptTokenCount or 0)
         return Usage(
-            input_tokens=self.promptTokenCount + self.toolUsePromptTokenCount,
-            output_tokens=self.candidatesTokenCount + self.thoughtsTokenCount,
-            cached_input_tokens=self.cachedContentTokenCount,
+            input_tokens=prompt,
+            output_tokens=(self.candidatesTokenCount or 0) + (self.thoughtsTokenCount or 0),
+            cached_input_tokens=min(self.cachedContentTokenCount or 0, prompt),
         )
 
 
@@ -108,8 +127,9 @@ def reply_usage(call: Call, body: bytes) -> Usage:
     """The usage to bill for a whole (non-stream) reply to `call`.
 
     `usageMetadata` when the reply has it; otherwise (embeddings, or an upstream that sends
-    none) the gateway estimates the request's text and the reply's candidate text.
-    `countTokens` is free.
+    none) the gateway estimates the request's text and the reply's candidate text, and
+    does the same for a side whose count is insane, or an output count left out although
+    text came back. `countTokens` is free.
     """
     if call.endpoint == COUNT:
         return Usage()
@@ -117,17 +137,34 @@ def reply_usage(call: Call, body: bytes) -> Usage:
         reply = _response_decoder.decode(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         reply = _Response()
-    if reply.usageMetadata is not None:
-        return reply.usageMetadata.usage()
-    usage = estimated_input(call.json())
-    usage.output_tokens = sum(
-        estimate_tokens(part.text)
+    chars = sum(
+        len(part.text)
         for candidate in reply.candidates
         if candidate.content is not None
         for part in candidate.content.parts
         if part.text
     )
-    return usage
+    if reply.usageMetadata is None:
+        usage = input_guess(call)
+        usage.output_tokens = estimate_chars(chars)
+        return usage
+    meta = reply.usageMetadata.sane(call)
+    usage = meta.usage()
+    input_seen = meta.promptTokenCount is not None
+    output_seen = meta.candidatesTokenCount is not None or not chars
+    if input_seen and output_seen:
+        return usage
+    estimate = None if input_seen else input_guess(call).input_tokens
+    return usage.estimate_missing(estimate, None if output_seen else chars)
+
+
+def input_guess(call: Call) -> Usage:
+    """The estimated input of `call` over its text parts (over its raw size when the body is
+    one only the upstream could read)."""
+    try:
+        return estimated_input(call.json())
+    except GatewayError:
+        return Usage(input_tokens=call.input_estimate, estimated=True)
 
 
 class GeminiStreamRelay(StreamRelay):
@@ -151,8 +188,6 @@ class GeminiStreamRelay(StreamRelay):
             chunk = _response_decoder.decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError):
             chunk = _Response()
-        if chunk.usageMetadata is not None:
-            self.usage, self.saw_usage = chunk.usageMetadata.usage(), True
         for candidate in chunk.candidates:
             if candidate.content is not None:
                 self.delivered_chars += sum(len(p.text) for p in candidate.content.parts if p.text)
@@ -160,17 +195,38 @@ class GeminiStreamRelay(StreamRelay):
                 self.finished = True
         if chunk.promptFeedback is not None and chunk.promptFeedback.blockReason:
             self.finished = True  # a blocked prompt ends the stream with no candidates
+        if chunk.usageMetadata is not None:
+            # running totals, each side seen on its own: early chunks may carry the prompt
+            # count only; the final chunk leaves out a zero output count
+            meta = chunk.usageMetadata.sane(self.call)
+            self.usage = meta.usage()
+            self.saw_input = meta.promptTokenCount is not None
+            self.saw_output = meta.candidatesTokenCount is not None or (
+                self.finished
+                and not self.delivered_chars
+                and chunk.usageMetadata.candidatesTokenCount is None
+            )
         if not self.array:
             return event
         self.elements += 1
         return (b"[" if self.elements == 1 else b",") + data
 
     def finish(self) -> bytes:
-        """Flush the last event; close the JSON array for an array-form client."""
+        """Flush the last event; close the JSON array of a completed array-form stream.
+
+        An incomplete one stays open for :meth:`error_event` to close.
+        """
         tail = super().finish()
-        if self.array:
+        if self.array and self.finished:
             tail += b"]" if self.elements else b"[]"
         return tail
+
+    def error_event(self, body: bytes) -> bytes | None:
+        """In the JSON-array form the error is the array's last element, and closes it."""
+        if not self.array:
+            return None
+        self.elements += 1
+        return (b"[" if self.elements == 1 else b",") + body + b"]"
 
 
 def upstream_body(call: Call, upstream_model: str) -> bytes:
@@ -211,9 +267,16 @@ class GeminiAdapter(Adapter):
 
     @staticmethod
     def path(call: Call, upstream_model: str) -> str:
-        """`/{version}/models/{model}:{action}`, streams always as SSE."""
+        """`/{version}/models/{model}:{action}`, streams always as SSE.
+
+        Every part is checked before it goes into the path: the version and action are
+        known words and the model one plain path segment (:func:`check_model`), so no
+        model name can reach another path of the upstream with the gateway's key.
+        """
         version = call.extra.get(VERSION, DEFAULT_VERSION)
-        path = f"/{version}/models/{upstream_model}:{call.endpoint}"
+        if version not in VERSIONS or call.endpoint not in ACTIONS:
+            raise GatewayError("not_found", f"Unknown Gemini path for {call.endpoint!r}.")
+        path = f"/{version}/models/{check_model(upstream_model)}:{call.endpoint}"
         return path + "?alt=sse" if call.stream else path
 
     async def send(self, call: Call, upstream_model: str) -> UpstreamReply:

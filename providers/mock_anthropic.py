@@ -68,7 +68,7 @@ def send(call: Call, upstream_model: str) -> UpstreamReply:
             relay=MessagesStreamRelay(call),
         )
     body = _encode(message(upstream_model, count, done=True))
-    return UpstreamReply(200, JSON_HEADERS, body=body, usage=usage_from_message(body))
+    return UpstreamReply(200, JSON_HEADERS, body=body, usage=usage_from_message(body, call))
 
 
 def _event(kind: str, **fields: Any) -> bytes:

@@ -12,7 +12,14 @@ from typing import Any, ClassVar
 import msgspec
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Family, Usage
-from tokone.providers.base import Adapter, StreamRelay, UpstreamReply, relayed_headers, sse_data
+from tokone.providers.base import (
+    Adapter,
+    StreamRelay,
+    UpstreamReply,
+    relayed_headers,
+    sane_count,
+    sse_data,
+)
 
 PATHS: dict[str, str] = {
     "chat.completions": "/chat/completions",
@@ -24,28 +31,74 @@ PATHS: dict[str, str] = {
 STRIP_USAGE = "openai.strip_usage"
 
 
-def usage_from_openai(data: dict[str, Any]) -> Usage | None:
-    """Read a chat/completions/embeddings (`prompt_tokens`) or Responses (`input_tokens`) usage."""
+def usage_from_openai(data: dict[str, Any], call: Call) -> tuple[Usage, bool, bool] | None:
+    """Read a chat/completions/embeddings (`prompt_tokens`) or Responses (`input_tokens`) usage.
+
+    Returns (usage, input seen, output seen), or None without a usage object. A side is
+    seen only when its count is there and sane (see `sane_count`); an insane one counts 0
+    and is left for the gateway to estimate.
+    """
     usage = data.get("usage")
     if not isinstance(usage, dict):
         return None
     if "input_tokens" in usage:
-        details = usage.get("input_tokens_details") or {}
-        result = Usage(
-            input_tokens=int(usage.get("input_tokens") or 0),
-            output_tokens=int(usage.get("output_tokens") or 0),
-            cached_input_tokens=int(details.get("cached_tokens") or 0),
-        )
+        names = ("input_tokens", "output_tokens", "input_tokens_details")
     else:
-        details = usage.get("prompt_tokens_details") or {}
-        result = Usage(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-            cached_input_tokens=int(details.get("cached_tokens") or 0),
-        )
+        names = ("prompt_tokens", "completion_tokens", "prompt_tokens_details")
+    details = usage.get(names[2])
+    details = details if isinstance(details, dict) else {}
+    inp = sane_count(call, names[0], usage.get(names[0]))
+    out = sane_count(call, names[1], usage.get(names[1]))
+    cached = sane_count(call, "cached_tokens", details.get("cached_tokens")) or 0
+    result = Usage(
+        input_tokens=inp or 0,
+        output_tokens=out or 0,
+        cached_input_tokens=min(cached, inp or 0),
+    )
     tier = data.get("service_tier")
     result.service_tier = tier if isinstance(tier, str) else None
-    return result
+    return result, inp is not None, out is not None
+
+
+TEXT_KEYS = frozenset({"content", "text", "refusal", "reasoning_content", "arguments", "summary"})
+"""Keys of a whole reply whose strings are generated text (for estimating its output)."""
+
+
+def output_chars(value: Any, key: str | None = None) -> int:
+    """Characters of generated text in a whole reply's `choices` or `output` value."""
+    if isinstance(value, str):
+        return len(value) if key in TEXT_KEYS else 0
+    if isinstance(value, list):
+        return sum(output_chars(item, key) for item in value)
+    if isinstance(value, dict):
+        return sum(output_chars(item, name) for name, item in value.items())
+    return 0
+
+
+def reply_usage(call: Call, content: bytes) -> Usage:
+    """The usage to bill for a whole (non-stream) reply: the upstream's, completed.
+
+    A side the upstream did not report (no usage object, a count missing or insane) is
+    estimated: the input from the request, the output from the reply's text; the usage is
+    then marked estimated. `responses/input_tokens` is free; embeddings have no output.
+    """
+    if call.endpoint == "responses.input_tokens":
+        return Usage()
+    try:
+        parsed = msgspec.json.decode(content)
+    except msgspec.DecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        chars = None if call.endpoint == "embeddings" else len(content)
+        return Usage().estimate_missing(call.input_estimate, chars)
+    usage, input_seen, output_seen = usage_from_openai(parsed, call) or (Usage(), False, False)
+    output_seen = output_seen or call.endpoint == "embeddings"
+    if input_seen and output_seen:
+        return usage
+    chars = None
+    if not output_seen:
+        chars = output_chars(parsed.get("choices")) + output_chars(parsed.get("output"))
+    return usage.estimate_missing(None if input_seen else call.input_estimate, chars)
 
 
 class _Delta(msgspec.Struct):
@@ -77,9 +130,9 @@ class ChatStreamRelay(StreamRelay):
             return event
         if b'"usage":{' in data or b'"usage": {' in data:
             parsed = msgspec.json.decode(data)
-            usage = usage_from_openai(parsed)
-            if usage is not None:
-                self.usage, self.saw_usage = usage, True
+            reported = usage_from_openai(parsed, self.call)
+            if reported is not None:
+                self.usage, self.saw_input, self.saw_output = reported
                 if self.call.extra.get(STRIP_USAGE) and not parsed.get("choices"):
                     return None
         try:
@@ -111,9 +164,9 @@ class ResponsesStreamRelay(StreamRelay):
             # the names also occur in echoed text (instructions): only the type decides
             parsed = msgspec.json.decode(data)
             if parsed.get("type") in self.TERMINAL:
-                usage = usage_from_openai(parsed.get("response") or {})
-                if usage is not None:
-                    self.usage, self.saw_usage = usage, True
+                reported = usage_from_openai(parsed.get("response") or {}, self.call)
+                if reported is not None:
+                    self.usage, self.saw_input, self.saw_output = reported
                 self.finished = True
         return event
 
@@ -160,14 +213,11 @@ class OpenAIAdapter(Adapter):
             return self.stream_reply(response, relay_class(call))
         headers = relayed_headers(response)
         content = response.content
-        usage = Usage()
-        if content[:1] == b"{":
-            parsed = msgspec.json.decode(content)
-            usage = usage_from_openai(parsed) or usage
-            if call.endpoint == "responses.input_tokens":
-                usage = Usage()
         return UpstreamReply(
-            status=response.status_code, headers=headers, body=content, usage=usage
+            status=response.status_code,
+            headers=headers,
+            body=content,
+            usage=reply_usage(call, content),
         )
 
 

@@ -114,6 +114,13 @@ Failure injection
     * ``delay_chunks(seconds)``: global sleep before every content chunk (default 0).
     * ``fail_ws_turn(status, count=1)``: the next WebSocket ``response.create`` turn is
       answered with an ``{"type": "error", "status": ...}`` event instead of a response.
+    * ``misreport_usage(mode, count=1)``: the next ``count`` generation or embedding
+      requests (stream or not, every family; not Gemini embeddings) report usage
+      wrongly. ``"omit"``: no usage object at all (Gemini: no ``usageMetadata``;
+      Anthropic streams: none in ``message_start`` or ``message_delta``); ``"negative"``:
+      every count negated; ``"garbage"``: the counts are a bool, a float, a string and
+      10**15 in turn; ``"late"``: Gemini-style, every chunk but the last carries only
+      ``promptTokenCount`` (other families: as usual).
     * ``clear_failures()`` drops everything queued; ``reset()`` also clears recordings.
 
     Non-streaming requests never consume ``cut``/``stall`` entries.  A refused
@@ -276,6 +283,40 @@ def _usage(model: str, body: Any, chunks: int) -> _Usage:
         cached=inp // 2 if "cached" in low else 0,
         thoughts=_THOUGHTS_TOKENS if "thinking" in low else 0,
     )
+
+
+_USAGE_MODES = frozenset({"omit", "negative", "garbage", "late"})
+_GARBAGE = (True, 1.5, "12", 10**15)
+
+
+def _misreport(usage: Any, mode: str | None) -> Any:
+    """``usage`` (a usage dict) as ``misreport_usage(mode)`` reports it; None means omit it."""
+    if mode is None or mode == "late" or not isinstance(usage, dict):
+        return usage
+    if mode == "omit":
+        return None
+    counter = itertools.count()
+
+    def bad(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: bad(v) for k, v in value.items()}
+        if isinstance(value, int) and not isinstance(value, bool):
+            if mode == "negative":
+                return -abs(value) - 1
+            return _GARBAGE[next(counter) % len(_GARBAGE)]
+        return value
+
+    return bad(usage)
+
+
+def _set_usage(obj: dict[str, Any], key: str, usage: Any, mode: str | None) -> dict[str, Any]:
+    """Put the (mis)reported ``usage`` under ``key`` of ``obj``; leave the key out for omit."""
+    reported = _misreport(usage, mode)
+    if reported is None and mode == "omit":
+        obj.pop(key, None)
+    else:
+        obj[key] = reported
+    return obj
 
 
 def _served_tier(body: dict[str, Any]) -> str:
@@ -445,6 +486,7 @@ class FakeUpstream:
         self._cut: deque[int] = deque()
         self._stall: deque[tuple[int, float]] = deque()
         self._ws_fail: deque[int] = deque()
+        self._usage_modes: deque[str] = deque()
         self._chunk_delay = 0.0
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -593,9 +635,17 @@ class FakeUpstream:
         with self._lock:
             self._ws_fail.extend([int(status)] * count)
 
+    def misreport_usage(self, mode: str, count: int = 1) -> None:
+        """Report usage wrongly (``omit``, ``negative``, ``garbage``, ``late``) ``count`` times."""
+        if mode not in _USAGE_MODES:
+            raise ValueError(f"unknown usage mode {mode!r}")
+        with self._lock:
+            self._usage_modes.extend([mode] * count)
+
     def clear_failures(self) -> None:
         """Drop all queued failure injections and reset the chunk delay to 0."""
         with self._lock:
+            self._usage_modes.clear()
             self._fail.clear()
             self._hang.clear()
             self._cut.clear()
@@ -754,6 +804,7 @@ class FakeUpstream:
             "stall_stream_after": self.stall_stream_after,
             "delay_chunks": self.delay_chunks,
             "fail_ws_turn": self.fail_ws_turn,
+            "misreport_usage": self.misreport_usage,
             "clear_failures": self.clear_failures,
             "reset": self.reset,
         }
@@ -809,34 +860,34 @@ class FakeUpstream:
         tier = _served_tier(body)
         cid = _new_id("chatcmpl-")
         created = int(time.time())
+        mode = self._pop(self._usage_modes)
         if body.get("stream"):
-            events = self._chat_events(body, model, tier, cid, created, usage, pieces)
+            events = self._chat_events(body, model, tier, cid, created, usage, pieces, mode)
             return await self._emit(request, events, _sse_frame, _SSE_HEADERS)
-        return _json(
-            {
-                "id": cid,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {
-                            "role": "assistant",
-                            "content": "".join(pieces),
-                            "refusal": None,
-                            "annotations": [],
-                        },
-                        "logprobs": None,
-                        "finish_reason": "stop",
-                    }
-                ],
-                "usage": self._openai_usage(usage),
-                "service_tier": tier,
-                "system_fingerprint": _FINGERPRINT,
-            },
-            headers={"x-request-id": _new_id("req_")},
-        )
+        out = {
+            "id": cid,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(pieces),
+                        "refusal": None,
+                        "annotations": [],
+                    },
+                    "logprobs": None,
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self._openai_usage(usage),
+            "service_tier": tier,
+            "system_fingerprint": _FINGERPRINT,
+        }
+        _set_usage(out, "usage", out["usage"], mode)
+        return _json(out, headers={"x-request-id": _new_id("req_")})
 
     def _chat_events(
         self,
@@ -847,6 +898,7 @@ class FakeUpstream:
         created: int,
         usage: _Usage,
         pieces: tuple[str, ...],
+        mode: str | None = None,
     ) -> Iterator[_Event]:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
@@ -870,10 +922,10 @@ class FakeUpstream:
         for piece in pieces:
             yield _CONTENT, None, chunk({"content": piece})
         yield _POST, None, chunk({}, "stop")
-        if include_usage:
+        if include_usage and mode != "omit":
             final = chunk({})
             final["choices"] = []
-            final["usage"] = self._openai_usage(usage)
+            _set_usage(final, "usage", self._openai_usage(usage), mode)
             yield _POST, None, final
         yield _POST, None, b"[DONE]"
 
@@ -886,6 +938,7 @@ class FakeUpstream:
         pieces = reply_pieces(model, self.chunks)
         cid = _new_id("cmpl-")
         created = int(time.time())
+        mode = self._pop(self._usage_modes)
 
         def obj(text: str, finish: str | None) -> dict[str, Any]:
             return {
@@ -899,7 +952,7 @@ class FakeUpstream:
 
         if not body.get("stream"):
             out = obj("".join(pieces), "stop")
-            out["usage"] = self._openai_usage(usage)
+            _set_usage(out, "usage", self._openai_usage(usage), mode)
             return _json(out, headers={"x-request-id": _new_id("req_")})
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -914,10 +967,10 @@ class FakeUpstream:
             if include_usage:
                 last["usage"] = None
             yield _POST, None, last
-            if include_usage:
+            if include_usage and mode != "omit":
                 u = obj("", None)
                 u["choices"] = []
-                u["usage"] = self._openai_usage(usage)
+                _set_usage(u, "usage", self._openai_usage(usage), mode)
                 yield _POST, None, u
             yield _POST, None, b"[DONE]"
 
@@ -948,15 +1001,10 @@ class FakeUpstream:
             for i in range(len(items))
         ]
         n = count_input_tokens(inp)
-        return _json(
-            {
-                "object": "list",
-                "data": data,
-                "model": model,
-                "usage": {"prompt_tokens": n, "total_tokens": n},
-            },
-            headers={"x-request-id": _new_id("req_")},
-        )
+        out = {"object": "list", "data": data, "model": model}
+        usage = {"prompt_tokens": n, "total_tokens": n}
+        _set_usage(out, "usage", usage, self._pop(self._usage_modes))
+        return _json(out, headers={"x-request-id": _new_id("req_")})
 
     def _response_obj(
         self,
@@ -1030,7 +1078,7 @@ class FakeUpstream:
         counted = {k: body[k] for k in ("input", "instructions") if k in body}
         return _usage(model, counted, self.chunks)
 
-    def _responses_events(self, body: dict[str, Any]) -> Iterator[_Event]:
+    def _responses_events(self, body: dict[str, Any], mode: str | None = None) -> Iterator[_Event]:
         model = str(body.get("model") or _UNKNOWN_MODEL)
         usage = self._responses_usage(body, model)
         pieces = reply_pieces(model, self.chunks)
@@ -1093,20 +1141,24 @@ class FakeUpstream:
         done_item = {**item, "status": "completed", "content": [full_part]}
         yield ev(_POST, "response.output_item.done", output_index=0, item=done_item)
         final = self._response_obj(body, model, rid, mid, created, usage, text)
+        _set_usage(final, "usage", final["usage"], mode)
         yield ev(_POST, "response.completed", response=final)
 
     async def _h_responses(self, request: web.Request) -> web.StreamResponse:
         body, early = await self._prelude(request, OPENAI, need_body=True)
         if early is not None:
             return early
+        mode = self._pop(self._usage_modes)
         if body.get("stream"):
-            return await self._emit(request, self._responses_events(body), _sse_frame, _SSE_HEADERS)
+            events = self._responses_events(body, mode)
+            return await self._emit(request, events, _sse_frame, _SSE_HEADERS)
         model = str(body.get("model") or _UNKNOWN_MODEL)
         usage = self._responses_usage(body, model)
         text = reply_text(model, self.chunks)
         obj = self._response_obj(
             body, model, _new_id("resp_"), _new_id("msg_"), int(time.time()), usage, text
         )
+        _set_usage(obj, "usage", obj["usage"], mode)
         return _json(obj, headers={"x-request-id": _new_id("req_")})
 
     async def _h_responses_input_tokens(self, request: web.Request) -> web.StreamResponse:
@@ -1254,6 +1306,7 @@ class FakeUpstream:
         pieces = reply_pieces(model, self.chunks)
         mid = _new_id("msg_")
         headers = {"request-id": _new_id("req_")}
+        mode = self._pop(self._usage_modes)
         if not body.get("stream"):
             out = {
                 "id": mid,
@@ -1265,6 +1318,7 @@ class FakeUpstream:
                 "stop_sequence": None,
                 "usage": {**self._anthropic_usage(usage, usage.output), "service_tier": "standard"},
             }
+            _set_usage(out, "usage", out["usage"], mode)
             return _json(out, headers=headers)
 
         def events() -> Iterator[_Event]:
@@ -1279,6 +1333,7 @@ class FakeUpstream:
                 "stop_sequence": None,
                 "usage": start_usage,
             }
+            _set_usage(message, "usage", start_usage, mode)
             yield _PRE, "message_start", {"type": "message_start", "message": message}
             yield (
                 _PRE,
@@ -1301,15 +1356,12 @@ class FakeUpstream:
                     },
                 )
             yield _POST, "content_block_stop", {"type": "content_block_stop", "index": 0}
-            yield (
-                _POST,
-                "message_delta",
-                {
-                    "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": self._anthropic_usage(usage, usage.output),
-                },
-            )
+            delta = {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            }
+            _set_usage(delta, "usage", self._anthropic_usage(usage, usage.output), mode)
+            yield _POST, "message_delta", delta
             yield _POST, "message_stop", {"type": "message_stop"}
 
         return await self._emit(request, events(), _sse_frame, {**_SSE_HEADERS, **headers})
@@ -1376,9 +1428,9 @@ class FakeUpstream:
             return early
         model, _, action = request.match_info["name"].partition(":")
         if action == "generateContent":
-            return self._gemini_generate(body, model)
+            return self._gemini_generate(body, model, self._pop(self._usage_modes))
         if action == "streamGenerateContent":
-            return await self._gemini_stream(request, body, model)
+            return await self._gemini_stream(request, body, model, self._pop(self._usage_modes))
         if action == "countTokens":
             return _json({"totalTokens": count_input_tokens(body)})
         if action == "embedContent":
@@ -1395,26 +1447,28 @@ class FakeUpstream:
             return _json({"embeddings": out})
         return _error(GEMINI, 404, f"Unknown action {action!r} for models/{model}")
 
-    def _gemini_generate(self, body: dict[str, Any], model: str) -> web.Response:
+    def _gemini_generate(
+        self, body: dict[str, Any], model: str, mode: str | None = None
+    ) -> web.Response:
         usage = _usage(model, body, self.chunks)
         text = reply_text(model, self.chunks)
-        return _json(
-            {
-                "candidates": [
-                    {
-                        "content": {"parts": [{"text": text}], "role": "model"},
-                        "finishReason": "STOP",
-                        "index": 0,
-                    }
-                ],
-                "usageMetadata": self._gemini_usage(usage, usage.output),
-                "modelVersion": model,
-                "responseId": _new_id("gem"),
-            }
-        )
+        out = {
+            "candidates": [
+                {
+                    "content": {"parts": [{"text": text}], "role": "model"},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": self._gemini_usage(usage, usage.output),
+            "modelVersion": model,
+            "responseId": _new_id("gem"),
+        }
+        _set_usage(out, "usageMetadata", out["usageMetadata"], mode)
+        return _json(out)
 
     async def _gemini_stream(
-        self, request: web.Request, body: dict[str, Any], model: str
+        self, request: web.Request, body: dict[str, Any], model: str, mode: str | None = None
     ) -> web.StreamResponse:
         usage = _usage(model, body, self.chunks)
         pieces = reply_pieces(model, self.chunks)
@@ -1429,16 +1483,11 @@ class FakeUpstream:
                 }
                 if i == last:
                     cand["finishReason"] = "STOP"
-                yield (
-                    _CONTENT,
-                    None,
-                    {
-                        "candidates": [cand],
-                        "usageMetadata": self._gemini_usage(usage, i + 1),
-                        "modelVersion": model,
-                        "responseId": rid,
-                    },
-                )
+                meta = self._gemini_usage(usage, i + 1)
+                if mode == "late" and i != last:
+                    meta = {"promptTokenCount": usage.input, "totalTokenCount": usage.input}
+                out = {"candidates": [cand], "modelVersion": model, "responseId": rid}
+                yield _CONTENT, None, _set_usage(out, "usageMetadata", meta, mode)
 
         if request.query.get("alt") == "sse":
             return await self._emit(

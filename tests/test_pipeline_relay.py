@@ -32,9 +32,14 @@ async def upstream_that_lingers(*chunks: bytes) -> AsyncIterator[bytes]:
 )
 def test_a_client_leaving_is_499_only_before_the_stream_completed(chunks, status):
     outcomes: list[Outcome] = []
+    recorder = SimpleNamespace(  # a `meter` hookimpl as pluggy lists it
+        function=lambda call, outcome, gateway: outcomes.append(outcome),
+        argnames=("call", "outcome", "gateway"), plugin_name="recorder",
+        hookwrapper=False, wrapper=False,
+    )
     gateway = SimpleNamespace(hook=SimpleNamespace(
         price=lambda call, usage, gateway: None,
-        meter=lambda call, outcome, gateway: outcomes.append(outcome),
+        meter=SimpleNamespace(get_hookimpls=lambda: [recorder]),
     ), log=None)
     call = Call("r1", Family.OPENAI, "chat.completions", "m", raw=b"{}", stream=True)
     provider = ProviderConfig(name="p", adapter="mock", models=["m"])
