@@ -127,7 +127,6 @@ async def open_upstream(
             reply = await candidate.adapter.send(call, candidate.upstream_model)
         except UpstreamError as error:
             last = error
-            call.extra.setdefault("failures", []).append((name, str(error)))
             if not error.retryable:  # the upstream answered: the request itself is refused
                 channels.succeeded(name)
                 break

@@ -22,15 +22,14 @@ from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import (
     OutputCap,
-    check_model,
     client_key,
     decode_body,
     error_response,
     new_request_id,
 )
+from tokone.core.model_names import check_model
 from tokone.core.routes_openai import visible_models
 from tokone.core.types import Call, Family
-from tokone.providers.anthropic import BETA, BETA_QUERY, DEFAULT_VERSION, VERSION
 
 FAMILY = Family.ANTHROPIC
 VERSION_HEADER = "anthropic-version"
@@ -71,11 +70,9 @@ async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[
             max_output_tokens=params.max_tokens,
         )
         headers = request.headers
-        call.extra[VERSION] = headers.get(VERSION_HEADER) or DEFAULT_VERSION
-        if beta := ",".join(headers.getall("anthropic-beta", [])):
-            call.extra[BETA] = beta
-        if request.query_params.get("beta") == "true":
-            call.extra[BETA_QUERY] = True
+        call.api_version = headers.get(VERSION_HEADER) or None
+        call.beta = ",".join(headers.getall("anthropic-beta", [])) or None
+        call.beta_query = request.query_params.get("beta") == "true"
         return await pipeline.run(gateway, call)
     except GatewayError as error:
         return error_response(FAMILY, error, request_id)

@@ -24,27 +24,18 @@ from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import (
     OutputCap,
-    check_model,
     client_key,
     decode_body,
     error_response,
     new_request_id,
 )
-from tokone.core.types import Call, Family, Principal
-from tokone.plugins.access import model_allowed
-from tokone.providers.gemini import (
-    BATCH_EMBED,
-    COUNT,
-    EMBED,
-    GENERATE,
-    JSON_ARRAY,
-    STREAM,
-    VERSION,
-)
+from tokone.core.model_names import check_model, model_allowed
+from tokone.core.types import GEMINI_ACTIONS, Call, Family, Principal
 
 FAMILY = Family.GEMINI
 VERSIONS = ("v1beta", "v1")
-METHODS = (GENERATE, STREAM, COUNT, EMBED, BATCH_EMBED)
+METHODS = GEMINI_ACTIONS
+STREAM = "streamGenerateContent"
 
 
 class GenerationConfig(msgspec.Struct):
@@ -101,9 +92,8 @@ async def serve(
             principal=principal,
             max_output_tokens=params.max_output_tokens(),
         )
-        call.extra[VERSION] = version
-        if call.stream and request.query_params.get("alt") != "sse":
-            call.extra[JSON_ARRAY] = True
+        call.api_version = version
+        call.json_array = call.stream and request.query_params.get("alt") != "sse"
         return await pipeline.run(gateway, call)
     except GatewayError as error:
         return error_response(FAMILY, error, request_id)

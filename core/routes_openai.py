@@ -15,14 +15,13 @@ from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import (
     OutputCap,
-    check_model,
     client_key,
     decode_body,
     error_response,
     new_request_id,
 )
+from tokone.core.model_names import check_model, model_allowed
 from tokone.core.types import Call, Family, Principal
-from tokone.plugins.access import model_allowed
 
 FAMILY = Family.OPENAI
 

@@ -43,7 +43,8 @@ from litestar.handlers import BaseRouteHandler
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError, error_body, error_bytes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import check_model, client_key, decode_body, new_request_id
+from tokone.core.ingress import client_key, decode_body, new_request_id
+from tokone.core.model_names import check_model
 from tokone.core.routes_openai import OpenAIParams
 from tokone.core.types import Call, Candidate, Family, Principal
 from tokone.providers.base import UpstreamReply, sse_data

@@ -15,6 +15,16 @@ if TYPE_CHECKING:
     from tokone.providers.base import Adapter
 
 
+GEMINI_ACTIONS = (
+    "generateContent",
+    "streamGenerateContent",
+    "countTokens",
+    "embedContent",
+    "batchEmbedContents",
+)
+"""Gemini's `models/{model}:{action}` actions: the endpoint names of Gemini-family calls."""
+
+
 class Family(enum.StrEnum):
     """The API dialect a request arrived in; it decides the error shape."""
 
@@ -106,8 +116,17 @@ class Call:
     hold: int = 0
     """Micro-units held for this call at admission (0 when nothing was held)."""
     started: float = field(default_factory=time.perf_counter)
+    api_version: str | None = None
+    """The API version the client asked for: Anthropic's `anthropic-version` header, or the
+    version in a Gemini path (`v1beta`, `v1`); None when it sent none."""
+    beta: str | None = None
+    """Anthropic's `anthropic-beta` header (comma-joined), if the client sent one."""
+    beta_query: bool = False
+    """True when an Anthropic client called with `?beta=true`."""
+    json_array: bool = False
+    """True when a Gemini client streams without `?alt=sse` and expects one JSON array."""
     extra: dict[str, Any] = field(default_factory=dict)
-    """Scratch space for plugins and adapters."""
+    """Scratch space private to one plugin or adapter; the core reads none of it."""
     response_headers: dict[str, str] = field(default_factory=dict)
     """Headers plugins add to the client's response (e.g. rate-limit state)."""
     _json: dict[str, Any] | None = None

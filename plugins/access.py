@@ -5,14 +5,8 @@ from __future__ import annotations
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import model_matches
+from tokone.core.model_names import model_allowed
 from tokone.core.types import Call
-
-
-def model_allowed(model: str, allowed: tuple[str, ...]) -> bool:
-    """Whether `model` matches the allow-list (empty = everything; `*` wildcards allowed,
-    never matching across a `/`)."""
-    return not allowed or any(model_matches(model, pattern) for pattern in allowed)
 
 
 @hookimpl

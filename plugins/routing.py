@@ -18,7 +18,7 @@ from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.health import Health, health
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import model_matches
+from tokone.core.model_names import model_matches
 from tokone.core.types import Call, Candidate
 
 

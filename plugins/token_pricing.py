@@ -37,7 +37,7 @@ from sqlmodel import Session, select
 from tokone.core.config import Config, ModelPrice
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import model_matches
+from tokone.core.model_names import model_matches
 from tokone.core.models import Group
 from tokone.core.types import Call, Charge, Principal, Usage
 

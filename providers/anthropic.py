@@ -34,12 +34,6 @@ PATHS: dict[str, str] = {
     "messages.count_tokens": "/messages/count_tokens",
 }
 DEFAULT_VERSION = "2023-06-01"
-VERSION = "anthropic.version"
-"""`call.extra` key: the client's `anthropic-version` header."""
-BETA = "anthropic.beta"
-"""`call.extra` key: the client's `anthropic-beta` header, if it sent one."""
-BETA_QUERY = "anthropic.beta_query"
-"""`call.extra` key: True when the client called with `?beta=true`."""
 TIERS = {"standard": "default"}
 """Anthropic's service-tier names -> the gateway's (`[billing] service_tiers`)."""
 
@@ -220,18 +214,18 @@ class AnthropicAdapter(Adapter):
     def path(self, call: Call) -> str:
         """The upstream path (and `?beta=true` marker) for `call`."""
         version = "" if self.provider.base_url.rstrip("/").endswith("/v1") else "/v1"
-        query = "?beta=true" if call.extra.get(BETA_QUERY) else ""
+        query = "?beta=true" if call.beta_query else ""
         return version + PATHS[call.endpoint] + query
 
     def upstream_headers(self, call: Call) -> dict[str, str]:
         """Our own key as `x-api-key`, and the client's API version and beta flags."""
         headers = {
             "content-type": "application/json",
-            "anthropic-version": call.extra.get(VERSION) or DEFAULT_VERSION,
+            "anthropic-version": call.api_version or DEFAULT_VERSION,
         }
         if self.provider.api_key:
             headers["x-api-key"] = self.provider.api_key
-        if beta := call.extra.get(BETA):
+        if beta := call.beta:
             headers["anthropic-beta"] = beta
         return headers
 

@@ -22,9 +22,9 @@ from typing import Any, ClassVar
 import msgspec
 from tokone.core.errors import GatewayError
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import check_model
+from tokone.core.model_names import check_model
 from tokone.core.tokens import estimate_chars, estimate_tokens
-from tokone.core.types import Call, Family, Usage
+from tokone.core.types import GEMINI_ACTIONS, Call, Family, Usage
 from tokone.providers.base import (
     Adapter,
     StreamRelay,
@@ -39,11 +39,7 @@ STREAM = "streamGenerateContent"
 COUNT = "countTokens"
 EMBED = "embedContent"
 BATCH_EMBED = "batchEmbedContents"
-ACTIONS = frozenset({GENERATE, STREAM, COUNT, EMBED, BATCH_EMBED})
-VERSION = "gemini.version"
-"""`call.extra` key: the API version in the client's path (`v1beta` or `v1`)."""
-JSON_ARRAY = "gemini.json_array"
-"""`call.extra` key: the client streamed without `?alt=sse` and expects one JSON array."""
+ACTIONS = frozenset(GEMINI_ACTIONS)
 DEFAULT_VERSION = "v1beta"
 VERSIONS = frozenset({"v1beta", "v1"})
 
@@ -176,7 +172,7 @@ class GeminiStreamRelay(StreamRelay):
 
     def __init__(self, call: Call) -> None:
         super().__init__(call)
-        self.array = bool(call.extra.get(JSON_ARRAY))
+        self.array = call.json_array
         self.elements = 0
 
     def on_event(self, event: bytes) -> bytes | None:
@@ -273,7 +269,7 @@ class GeminiAdapter(Adapter):
         known words and the model one plain path segment (:func:`check_model`), so no
         model name can reach another path of the upstream with the gateway's key.
         """
-        version = call.extra.get(VERSION, DEFAULT_VERSION)
+        version = call.api_version or DEFAULT_VERSION
         if version not in VERSIONS or call.endpoint not in ACTIONS:
             raise GatewayError("not_found", f"Unknown Gemini path for {call.endpoint!r}.")
         path = f"/{version}/models/{check_model(upstream_model)}:{call.endpoint}"

@@ -22,7 +22,7 @@ from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.core.config import ProviderConfig
 from tokone.core.tokens import estimate_chars
 from tokone.core.types import Call, Family, Usage
-from tokone.providers.anthropic import BETA_QUERY, AnthropicAdapter, MessagesStreamRelay
+from tokone.providers.anthropic import AnthropicAdapter, MessagesStreamRelay
 from tokone.providers.mock import REPLY, WORDS
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
@@ -367,5 +367,5 @@ def test_base_url_may_or_may_not_end_in_v1():
     versioned = AnthropicAdapter(ProviderConfig(
         name="b", adapter="anthropic", models=["m"], base_url="http://proxy.local/v1/"))
     assert root.path(call) == "/v1/messages"
-    call.extra[BETA_QUERY] = True
+    call.beta_query = True
     assert versioned.path(call) == "/messages?beta=true"

@@ -353,13 +353,13 @@ def test_gemini_finished_stream_without_candidate_count_is_exact():
 
 def test_gemini_json_array_closed_by_error_when_the_stream_ends_early():
     call = Call("r1", Family.GEMINI, "streamGenerateContent", "m", raw=b"{}", stream=True)
-    call.extra["gemini.json_array"] = True
+    call.json_array = True
     chunk = {"candidates": [{"content": {"parts": [{"text": "Hi"}]}}]}
     body, _ = relay_outcome(call, GeminiStreamRelay(call), sse(chunk))
     parsed = json.loads(body)
     assert parsed[0] == chunk and parsed[1]["error"]["code"] == 502
     empty = Call("r2", Family.GEMINI, "streamGenerateContent", "m", raw=b"{}", stream=True)
-    empty.extra["gemini.json_array"] = True
+    empty.json_array = True
     body, _ = relay_outcome(empty, GeminiStreamRelay(empty))
     assert json.loads(body)[0]["error"]["status"]
 
