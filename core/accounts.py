@@ -82,7 +82,9 @@ def create_account(
     if not name or len(name) > 200:
         raise AccountError("an account name must be 1 to 200 characters")
     if known_groups and group not in known_groups:
-        raise AccountError(f"unknown group {group!r} (known: {', '.join(sorted(known_groups))})")
+        raise AccountError(
+            f"unknown group {group!r} (known: {', '.join(sorted(known_groups))})", 404
+        )
     with Session(engine) as session:
         if session.exec(select(Account).where(Account.name == name)).first() is not None:
             raise AccountError(f"an account named {name!r} already exists", 409)

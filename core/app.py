@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import structlog
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
 from sqlalchemy import text
+from tokone.core.admin import StrictStructSchemaPlugin
 from tokone.core.config import Config
 from tokone.core.errors import GatewayError
 from tokone.core.fastpath import FastPath
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import error_response, family_for_path
+from tokone.core.ingress import error_response, family_for_path, new_request_id
 from tokone.core.logs import configure_logging
 from tokone.core.routes_anthropic import anthropic_fast_routes
 from tokone.core.routes_gemini import gemini_handlers
@@ -40,7 +42,12 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     if status == 404:
         message = f"Unknown path: {request.method} {request.url.path}"
     family = family_for_path(request.url.path, request.headers)
-    return error_response(family, GatewayError(kind, str(message), status=status))
+    request_id = new_request_id()
+    if status >= 500:
+        structlog.get_logger("tokone").error(
+            "request_failed", path=request.url.path, request_id=request_id, exc_info=exc
+        )
+    return error_response(family, GatewayError(kind, str(message), status=status), request_id)
 
 
 def ping_database(gateway: Gateway) -> None:
@@ -64,8 +71,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
         try:
             await asyncio.to_thread(ping_database, gateway)
         except Exception as exc:
-            return Response({"status": "unavailable", "database": str(exc)[:200]},
-                            status_code=503)
+            return Response({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
         return Response({"status": "ok", "database": "ok"})
 
     extra: list[Any] = [h for found in gateway.hook.routes(gateway=gateway) for h in found or ()]
@@ -89,6 +95,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
             title="TokOne", version="0.1.0", path="/schema", use_handler_docstrings=True
         ),
         debug=False,
+        plugins=[StrictStructSchemaPlugin()],
     )
     routes = {**openai_fast_routes(gateway), **anthropic_fast_routes(gateway)}
     return FastPath(app, routes, config.server.max_body_bytes)

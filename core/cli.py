@@ -90,6 +90,7 @@ def serve(
     config = config_or_exit()
     if config.database.url.startswith("sqlite"):
         upgrade(config.database.url)
+    check_database_or_exit(config)
     if config.path and config.path != "<defaults>":
         os.environ["TOKONE_CONFIG"] = os.path.abspath(config.path)
     host = host or config.server.host
@@ -112,6 +113,34 @@ def serve(
     )
 
 
+def check_database_or_exit(config: Config) -> None:
+    """Exit with one line naming the database (password masked) if it cannot be reached.
+
+    `tokone serve` refuses to start without its database rather than serving 503s: the
+    line says which URL failed and why, instead of an ASGI start-up traceback.
+    """
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from tokone.core.db import normalise_url
+
+    url = config.database.url
+    try:
+        shown = make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        shown = "<unparsable URL>"
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        raise fail(
+            f"cannot reach the database at {shown}: {reason[0] if reason else type(exc).__name__}"
+        ) from None
+    finally:
+        engine.dispose()
+
+
 @db_app.command("upgrade")
 def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply database migrations (SQLite or PostgreSQL, from [database] url)."""
@@ -128,9 +157,7 @@ def accounts_create(
     config = config_or_exit()
     engine = migrated_engine(config)
     try:
-        account = ops.create_account(
-            engine, name, group, ops.known_groups(engine, config.groups)
-        )
+        account = ops.create_account(engine, name, group, ops.known_groups(engine, config.groups))
     except ops.AccountError as exc:
         raise fail(str(exc)) from None
     typer.echo(f"created account {account.name} (id {account.id}, group {account.group})")

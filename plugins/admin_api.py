@@ -15,14 +15,15 @@ change made here applies to this process at once).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post, put
+from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
 from tokone.core import accounts as ops
-from tokone.core.admin import ADMIN_PATH, make_admin_guard
-from tokone.core.codes import create_codes, list_codes
+from tokone.core.admin import ADMIN_PATH, document_errors, make_admin_guard
+from tokone.core.codes import MAX_CODES_PER_BATCH, create_codes, list_codes
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
@@ -34,20 +35,87 @@ from tokone.plugins.token_pricing import group_table
 
 # ---------------------------------------------------------------- request bodies
 
+AMOUNT_PATTERN = r"^\s*[+-]?0*[0-9]{1,12}(\.[0-9]{1,6})?\s*$"
+MAX_UNITS_INT = ops.MAX_UNITS - 1
+_NONZERO = r"0*([1-9][0-9]{0,11}(\.[0-9]{1,6})?|0?\.[0-9]{0,5}[1-9])"
+POSITIVE_PATTERN = r"^\s*\+?" + _NONZERO + r"\s*$"
+NONZERO_PATTERN = r"^\s*[+-]?" + _NONZERO + r"\s*$"
+MAX_MICRO = MAX_UNITS_INT * 1_000_000
+Amount = (
+    Annotated[str, msgspec.Meta(pattern=AMOUNT_PATTERN)]
+    | Annotated[int, msgspec.Meta(ge=-MAX_UNITS_INT, le=MAX_UNITS_INT)]
+)
+"""Currency units: a decimal string with at most 6 decimals, or a whole number."""
+Micro = Annotated[int, msgspec.Meta(ge=-(2**63) + 1, le=2**63 - 1)]
+Multiplier = (
+    Annotated[float, msgspec.Meta(ge=0, le=1000)]
+    | Annotated[str, msgspec.Meta(pattern=r"^\s*\+?[0-9]{1,4}(\.[0-9]{1,6})?\s*$")]
+)
+AccountName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+ISO_DATE = (
+    r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+    r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?)?$"
+)
+"""`since` / `until`: an ISO 8601 date or date and time (UTC)."""
+KeyId = Annotated[int, Parameter(ge=1, le=2**53)]
+POSITIVE_AMOUNT = Schema(
+    one_of=[
+        Schema(type=OpenAPIType.STRING, pattern=POSITIVE_PATTERN),
+        Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=MAX_UNITS_INT),
+    ],
+    description='Currency units > 0: a decimal string (at most 6 decimals, "2.5") or a whole '
+    "number",
+)
+NONZERO_AMOUNT = Schema(
+    one_of=[
+        Schema(type=OpenAPIType.STRING, pattern=NONZERO_PATTERN),
+        Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=MAX_UNITS_INT),
+        Schema(type=OpenAPIType.INTEGER, minimum=-MAX_UNITS_INT, maximum=-1),
+    ],
+    description='Signed currency units, not 0: a decimal string ("-2.5") or a whole number',
+)
+POSITIVE_MICRO = Schema(
+    type=OpenAPIType.INTEGER, minimum=1, maximum=MAX_MICRO, description="Micro-units > 0"
+)
+NONZERO_MICRO = Schema(
+    one_of=[
+        Schema(type=OpenAPIType.INTEGER, minimum=1, maximum=MAX_MICRO),
+        Schema(type=OpenAPIType.INTEGER, minimum=-MAX_MICRO, maximum=-1),
+    ],
+    description="Signed micro-units, not 0",
+)
+MULTIPLIER_SCHEMA = Schema(
+    one_of=[
+        Schema(type=OpenAPIType.INTEGER, minimum=0, maximum=1000),
+        Schema(type=OpenAPIType.STRING, pattern=r"^\s*\+?[0-9]{1,3}(\.[0-9]{1,6})?\s*$"),
+    ],
+    description="A price multiplier from 0 to 1000, at most 6 decimals",
+)
+
 
 class AccountIn(msgspec.Struct, forbid_unknown_fields=True):
     """A new account."""
 
-    name: str
-    group: str = "default"
+    name: AccountName
+    group: GroupName = "default"
 
 
 class AmountIn(msgspec.Struct, forbid_unknown_fields=True):
     """A money movement: `amount` (decimal string or whole units) or `amount_micro`."""
 
-    amount: str | int | None = None
-    amount_micro: int | None = None
+    __openapi_one_of_required__ = ("amount", "amount_micro")
+    __openapi_properties__ = {"amount": POSITIVE_AMOUNT, "amount_micro": POSITIVE_MICRO}
+
+    amount: Amount | None = None
+    amount_micro: Micro | None = None
     note: str = ""
+
+
+class AdjustmentIn(AmountIn, forbid_unknown_fields=True):
+    """A signed correction: `amount` (decimal string or whole units) or `amount_micro`, not 0."""
+
+    __openapi_properties__ = {"amount": NONZERO_AMOUNT, "amount_micro": NONZERO_MICRO}
 
 
 class RefundIn(AmountIn, forbid_unknown_fields=True):
@@ -59,20 +127,28 @@ class RefundIn(AmountIn, forbid_unknown_fields=True):
 class OverrideIn(msgspec.Struct, forbid_unknown_fields=True):
     """An account's own multiplier; null returns the account to its group's."""
 
-    multiplier: float | str | None
+    __openapi_properties__ = {
+        "multiplier": Schema(one_of=[MULTIPLIER_SCHEMA, Schema(type=OpenAPIType.NULL)])
+    }
+
+    multiplier: Multiplier | None
 
 
 class GroupIn(msgspec.Struct, forbid_unknown_fields=True):
     """A new pricing group."""
 
-    name: str
-    multiplier: float | str = 1.0
+    __openapi_properties__ = {"multiplier": MULTIPLIER_SCHEMA}
+
+    name: GroupName
+    multiplier: Multiplier = 1.0
 
 
 class GroupUpdate(msgspec.Struct, forbid_unknown_fields=True):
     """A group's new multiplier."""
 
-    multiplier: float | str
+    __openapi_properties__ = {"multiplier": MULTIPLIER_SCHEMA}
+
+    multiplier: Multiplier
 
 
 class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -88,9 +164,12 @@ class KeyIn(msgspec.Struct, forbid_unknown_fields=True):
 class CodesIn(msgspec.Struct, forbid_unknown_fields=True):
     """A batch of redemption codes, each worth the amount."""
 
-    amount: str | int | None = None
-    amount_micro: int | None = None
-    count: int = 1
+    __openapi_one_of_required__ = ("amount", "amount_micro")
+    __openapi_properties__ = {"amount": POSITIVE_AMOUNT, "amount_micro": POSITIVE_MICRO}
+
+    amount: Amount | None = None
+    amount_micro: Micro | None = None
+    count: Annotated[int, msgspec.Meta(ge=1, le=MAX_CODES_PER_BATCH)] = 1
 
 
 # ---------------------------------------------------------------- answers
@@ -275,7 +354,7 @@ def admin_router(gateway: Gateway) -> Router:
         return move(name, "topup", data)
 
     @post("/accounts/{name:str}/adjustments", sync_to_thread=True)
-    def accounts_adjust(name: str, data: AmountIn) -> BalanceOut:
+    def accounts_adjust(name: str, data: AdjustmentIn) -> BalanceOut:
         """Correct a balance up or down (a signed `adjustment` entry; say why in `note`)."""
         return move(name, "adjustment", data)
 
@@ -367,7 +446,7 @@ def admin_router(gateway: Gateway) -> Router:
             status_code=200,
             name=f"admin.keys.{action}",
         )
-        def handler(key_id: int) -> KeyOut:
+        def handler(key_id: KeyId) -> KeyOut:
             row = ops.set_key_status(engine, key_id, status)
             return key_out(row, ops.account_name(engine, row.account_id))
 
@@ -375,7 +454,7 @@ def admin_router(gateway: Gateway) -> Router:
         return handler
 
     @post("/keys/{key_id:int}/rotate", sync_to_thread=True, status_code=200)
-    def keys_rotate(key_id: int) -> NewKeyOut:
+    def keys_rotate(key_id: KeyId) -> NewKeyOut:
         """Give the key a new secret (shown this once); the old one stops working."""
         row, key = ops.rotate_key(engine, gateway.hasher, gateway.config.server.key_prefix, key_id)
         return new_key(row, key, ops.account_name(engine, row.account_id))
@@ -411,40 +490,41 @@ def admin_router(gateway: Gateway) -> Router:
         account: str | None = None,
         key: int | None = None,
         model: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        days: float | None = None,
+        since: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
+        until: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
+        days: Annotated[float | None, Parameter(gt=0, le=36_500)] = None,
     ) -> dict[str, Any]:
         """Usage per account, key and model with totals (`since`/`until` ISO 8601, or `days`)."""
         start, end = time_range(since, until, days)
         report = usage_report(engine, UsageFilter(account, key, model, start, end))
         return report.to_dict()
 
+    handlers = [
+        accounts_list,
+        accounts_create,
+        accounts_show,
+        accounts_override,
+        accounts_topup,
+        accounts_adjust,
+        accounts_refund,
+        accounts_check,
+        accounts_ledger,
+        groups_list,
+        groups_create,
+        groups_update,
+        keys_list,
+        keys_create,
+        status_route("disable", "disabled"),
+        status_route("enable", "enabled"),
+        status_route("revoke", "revoked"),
+        keys_rotate,
+        codes_list,
+        codes_create,
+        usage,
+    ]
     return Router(
         path=ADMIN_PATH,
-        route_handlers=[
-            accounts_list,
-            accounts_create,
-            accounts_show,
-            accounts_override,
-            accounts_topup,
-            accounts_adjust,
-            accounts_refund,
-            accounts_check,
-            accounts_ledger,
-            groups_list,
-            groups_create,
-            groups_update,
-            keys_list,
-            keys_create,
-            status_route("disable", "disabled"),
-            status_route("enable", "enabled"),
-            status_route("revoke", "revoked"),
-            keys_rotate,
-            codes_list,
-            codes_create,
-            usage,
-        ],
+        route_handlers=document_errors(handlers, 400, 401, 404, 409, 503),
         guards=[make_admin_guard(gateway)],
         exception_handlers={ops.AccountError: account_error},
         tags=["admin"],

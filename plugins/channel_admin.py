@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from tokone.core.admin import ADMIN_PATH, make_admin_guard
+from tokone.core.admin import ADMIN_PATH, document_errors, make_admin_guard
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.health import describe, health, known_provider, write_switch
@@ -58,8 +58,12 @@ def provider_router(gateway: Gateway) -> Router:
         gateway.log.info("channel_switched", provider=name, disabled=disabled, reason=reason)
         return Response(describe(provider, channels))
 
-    @post("/{name:str}/disable", name="admin.providers.disable", status_code=200,
-          summary="Switch a channel off for every process")
+    @post(
+        "/{name:str}/disable",
+        name="admin.providers.disable",
+        status_code=200,
+        summary="Switch a channel off for every process",
+    )
     async def disable(name: str, request: Request[Any, Any, Any]) -> Response[Any]:
         raw = await request.body()
         try:
@@ -70,14 +74,18 @@ def provider_router(gateway: Gateway) -> Router:
             )
         return await switch(name, True, body.reason)
 
-    @post("/{name:str}/enable", name="admin.providers.enable", status_code=200,
-          summary="Switch a channel back on")
+    @post(
+        "/{name:str}/enable",
+        name="admin.providers.enable",
+        status_code=200,
+        summary="Switch a channel back on",
+    )
     async def enable(name: str) -> Response[Any]:
         return await switch(name, False, "")
 
     return Router(
         path=f"{ADMIN_PATH}/providers",
-        route_handlers=[list_providers, disable, enable],
+        route_handlers=document_errors([list_providers, disable, enable], 400, 401, 404, 503),
         guards=[make_admin_guard(gateway)],
         tags=["admin: providers"],
     )

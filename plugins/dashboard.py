@@ -28,6 +28,7 @@ from litestar import Request, Response, get, post
 from sqlmodel import Session
 from tokone.core import pipeline
 from tokone.core.accounts import AccountError, format_amount
+from tokone.core.admin import document_errors
 from tokone.core.codes import redeem
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
@@ -212,7 +213,7 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
         except GatewayError as error:
             return error_response(FAMILY, error)
 
-    return [balance, usage, redeem_code, pricing]
+    return document_errors([balance, usage, redeem_code, pricing], 400, 401, 403, 404, 409, 503)
 
 
 @hookimpl

@@ -2,6 +2,15 @@
 
 The cache keeps a disable, revoke or rotate effective within a second on every process
 without a database round trip per request.
+
+Database unreachable: a key that is not in the cache is refused with 503 (``retry-after``),
+never with a raw 500 or a misleading 401. A key that *is* in the cache keeps being served
+from its last good entry (re-checked against the database at most once a second) for up to
+``[billing] hold_timeout_seconds`` after that entry was read: the ledger can admit such a
+call only from the money its lease already reserved in the database, and it keeps the
+call's settlement queued until the database is back (see :mod:`tokone.plugins.ledger`), so
+nothing is charged twice and nothing spends past what was reserved. Past the hold timeout
+other processes may release this process's lease as stale, so the entry is no longer used.
 """
 
 from __future__ import annotations
@@ -11,6 +20,7 @@ import time
 from collections.abc import Awaitable
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, select
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
@@ -19,7 +29,9 @@ from tokone.core.models import Account, ApiKey
 from tokone.core.types import Principal
 
 CACHE_SECONDS = 1.0
-_CacheEntry = tuple[float, Principal | None]
+RETRY_AFTER_SECONDS = 2
+_CacheEntry = tuple[float, Principal | None, float]
+"""(expires at, the principal or None for an unknown key, when it was read) — monotonic."""
 
 
 def load_principal(engine: Engine, key_hash: str) -> Principal | None:
@@ -72,8 +84,28 @@ def authenticate(key: str, gateway: Gateway) -> Principal | Awaitable[Principal 
 async def _refresh(
     gateway: Gateway, cache: dict[str, _CacheEntry], key_hash: str
 ) -> Principal | None:
-    principal = await asyncio.to_thread(load_principal, gateway.engine, key_hash)
-    if len(cache) > 100_000:
-        cache.clear()
-    cache[key_hash] = (time.monotonic() + CACHE_SECONDS, principal)
+    now = time.monotonic()
+    try:
+        principal = await asyncio.to_thread(load_principal, gateway.engine, key_hash)
+    except DBAPIError as exc:
+        stale = cache.get(key_hash)
+        if stale is None or stale[2] + gateway.config.billing.hold_timeout_seconds < now:
+            gateway.log.warning("key_lookup_failed", error=repr(exc)[:300])
+            raise database_unavailable() from None
+        # Serve the last good entry; ask the database again in a second at the earliest.
+        cache[key_hash] = (now + CACHE_SECONDS, stale[1], stale[2])
+        principal = stale[1]
+    else:
+        if len(cache) > 100_000:
+            cache.clear()
+        cache[key_hash] = (now + CACHE_SECONDS, principal, now)
     return check_usable(principal) if principal is not None else None
+
+
+def database_unavailable() -> GatewayError:
+    """The 503 for a call that needs the database while it is unreachable."""
+    return GatewayError(
+        "unavailable",
+        "The gateway cannot reach its database; try again shortly.",
+        headers={"retry-after": str(RETRY_AFTER_SECONDS)},
+    )

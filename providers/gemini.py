@@ -101,16 +101,22 @@ _response_decoder = msgspec.json.Decoder(_Response)
 
 
 def text_parts(value: Any) -> list[str]:
-    """Every `text` string in a Gemini request value (contents, content, requests, ...)."""
-    if isinstance(value, dict):
-        found = [value["text"]] if isinstance(value.get("text"), str) else []
-        for key, item in value.items():
-            if key != "text" and isinstance(item, (dict, list)):
-                found.extend(text_parts(item))
-        return found
-    if isinstance(value, list):
-        return [text for item in value for text in text_parts(item)]
-    return []
+    """Every `text` string in a Gemini request value (contents, content, requests, ...).
+
+    Walks with a stack, not recursion: a deeply nested body cannot raise RecursionError.
+    """
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            text = item.get("text")
+            if isinstance(text, str):
+                found.append(text)
+            stack.extend(v for k, v in item.items() if k != "text" and isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found
 
 
 def estimated_input(body: dict[str, Any]) -> Usage:

@@ -30,14 +30,21 @@ _encode = msgspec.json.encode
 
 
 def count_words(value: Any) -> int:
-    """Words in every string of a JSON value, skipping the keys `model` and `role`."""
-    if isinstance(value, str):
-        return len(value.split())
-    if isinstance(value, list):
-        return sum(count_words(v) for v in value)
-    if isinstance(value, dict):
-        return sum(count_words(v) for k, v in value.items() if k not in ("model", "role", "type"))
-    return 0
+    """Words in every string of a JSON value, skipping the keys `model`, `role` and `type`.
+
+    Walks the value with a stack rather than recursion, so a deeply nested body (which the
+    decoder accepts up to its own limit) cannot raise RecursionError.
+    """
+    words, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            words += len(item.split())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(v for k, v in item.items() if k not in ("model", "role", "type"))
+    return words
 
 
 def input_text_tokens(body: dict[str, Any]) -> int:

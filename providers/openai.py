@@ -64,15 +64,22 @@ TEXT_KEYS = frozenset({"content", "text", "refusal", "reasoning_content", "argum
 """Keys of a whole reply whose strings are generated text (for estimating its output)."""
 
 
-def output_chars(value: Any, key: str | None = None) -> int:
-    """Characters of generated text in a whole reply's `choices` or `output` value."""
-    if isinstance(value, str):
-        return len(value) if key in TEXT_KEYS else 0
-    if isinstance(value, list):
-        return sum(output_chars(item, key) for item in value)
-    if isinstance(value, dict):
-        return sum(output_chars(item, name) for name, item in value.items())
-    return 0
+def output_chars(value: Any) -> int:
+    """Characters of generated text in a whole reply's `choices` or `output` value.
+
+    Walks with a stack, not recursion: a deeply nested reply cannot raise RecursionError.
+    """
+    chars = 0
+    stack: list[tuple[str | None, Any]] = [(None, value)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, str):
+            chars += len(item) if key in TEXT_KEYS else 0
+        elif isinstance(item, list):
+            stack.extend((key, v) for v in item)
+        elif isinstance(item, dict):
+            stack.extend(item.items())
+    return chars
 
 
 def reply_usage(call: Call, content: bytes) -> Usage:

@@ -58,7 +58,7 @@ def test_accounts_money_and_checks(gateway, admin):
     created = admin.post("/accounts", json={"name": "acme", "group": "vip"})
     assert created.status_code == 201 and created.json()["balance_micro"] == 0
     assert admin.post("/accounts", json={"name": "acme"}).status_code == 409
-    assert admin.post("/accounts", json={"name": "x", "group": "nope"}).status_code == 400
+    assert admin.post("/accounts", json={"name": "x", "group": "nope"}).status_code == 404
     assert admin.get("/accounts/nobody").status_code == 404
 
     assert admin.post("/accounts/acme/topups", json={"amount": "2.5"}).json()["balance_micro"] \
