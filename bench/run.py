@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen import LoadResult, run_fixed_count, run_wrk
+from paced import PacedResult, paced_table, run_paced
 from services import (
     REPO,
     BenchError,
@@ -416,6 +417,28 @@ def run_soak(
     return rounds
 
 
+def run_paced_mode(
+    args: argparse.Namespace, targets: list[Target], tally: Tally, report: Callable[[str], None]
+) -> list[tuple[str, PacedResult]]:
+    """For each stream count: hold that many paced chat streams, direct then through TokOne."""
+    workload = WORKLOADS["chat_stream_c32"]
+    rows: list[tuple[str, PacedResult]] = []
+    for streams in args.paced:
+        for target in targets:
+            pid = None if target.name == "direct" else target.service.pid
+            result = run_paced(target.service.url + workload.path, workload.body(),
+                               workload.headers(target.key), streams, args.paced_chunks, pid)
+            if target.name != "direct":
+                tally.ok += result.completed
+                tally.slack += result.errors
+            rows.append((target.name, result))
+            report(f"paced {streams}/{target.name}: {result.completed} completed, "
+                   f"{result.errors} errors {result.first_error[:200]}")
+            if pid is not None:
+                wait_idle(pid)
+    return rows
+
+
 def soak_table(rounds: list[dict[str, float]]) -> str:
     """One row per soak round."""
     headers = ["round", "requests", "seconds", "req/s", "p50/p99 ms", "errors", "RSS MB",
@@ -459,6 +482,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--soak-rounds", type=int, default=3)
     parser.add_argument("--soak-requests", type=int, default=100_000,
                         help="requests per soak round (default 100000)")
+    parser.add_argument("--paced", metavar="N,N", default=None,
+                        help="paced-stream mode: hold N concurrent streams (each count in turn) "
+                             "against a paced fake upstream, direct and through TokOne")
+    parser.add_argument("--paced-first", type=float, default=0.3,
+                        help="paced mode: seconds before a stream's first chunk (default 0.3)")
+    parser.add_argument("--paced-gap", type=float, default=0.1,
+                        help="paced mode: seconds between chunks (default 0.1)")
+    parser.add_argument("--paced-chunks", type=int, default=16,
+                        help="paced mode: content chunks per stream (default 16)")
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON here")
     parser.add_argument("--litellm", metavar="PYTHON",
                         help="python of a venv with litellm[proxy]: add LiteLLM as a column")
@@ -468,8 +500,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true",
                         help="keep the work directory (config, logs, SQLite db) afterwards")
     args = parser.parse_args(argv)
+    args.paced = [int(n) for n in args.paced.split(",") if n.strip()] if args.paced else []
     if args.workloads is None:
-        args.workloads = [] if args.soak else list(WORKLOADS)
+        args.workloads = [] if args.soak or args.paced else list(WORKLOADS)
     else:
         args.workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
         unknown = [w for w in args.workloads if w not in WORKLOADS]
@@ -481,7 +514,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 0 if every request succeeded and billing kept up."""
     args = parse_args(argv)
-    if shutil.which("wrk") is None and not Path("/usr/bin/wrk").exists():
+    needs_wrk = bool(args.workloads)
+    if needs_wrk and shutil.which("wrk") is None and not Path("/usr/bin/wrk").exists():
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
 
@@ -495,7 +529,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         adapters = available_adapters()
-        upstream = fake_upstream(workdir)
+        pacing = (["--first-delay", str(args.paced_first), "--chunk-delay", str(args.paced_gap),
+                   "--chunks", str(args.paced_chunks)] if args.paced else None)
+        upstream = fake_upstream(workdir, pacing)
         services.append(upstream)
         tokone = TokOne(workdir, upstream.url, adapters)
         missing = sorted({"openai", "anthropic", "gemini"} - set(tokone.families))
@@ -513,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         tally = Tally()
         rows = run_workloads(args, targets, upstream, tally, tokone.families, report)
         rounds = run_soak(args, targets[1], tally, report) if args.soak else []
+        paced = run_paced_mode(args, targets[:2], tally, report) if args.paced else []
         clean_stop = tokone.stop()
         billing = tokone.billing()
         problems = billing.problems(tally.ok, tally.slack)
@@ -525,6 +562,10 @@ def main(argv: list[str] | None = None) -> int:
             print(results_table(rows, names))
             print("\nWhere the CPU went (share of one core during the measured run)")
             print(diagnostics_table(rows, names))
+        if paced:
+            print(f"\nPaced streams (first chunk after {args.paced_first:g}s, then "
+                  f"{args.paced_chunks - 1} more {args.paced_gap:g}s apart; openai chat)")
+            print(paced_table(paced))
         if rounds:
             print("\nSoak (non-streaming chat through TokOne, exact request counts)")
             print(soak_table(rounds))
@@ -541,6 +582,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"billing error: {problem}")
         request_errors = sum(r.errors for row in rows for r in row.results.values())
         request_errors += sum(int(r["errors"]) for r in rounds)
+        request_errors += sum(r.errors for _, r in paced)
         if args.json:
             Path(args.json).write_text(json.dumps({
                 "machine": machine(),
@@ -552,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                     for row in rows
                 ],
                 "soak": rounds,
+                "paced": [{"target": name, **asdict(r)} for name, r in paced],
                 "billing": {**asdict(billing), "client_ok": tally.ok, "slack": tally.slack,
                             "problems": problems},
                 "notes": notes,

@@ -222,12 +222,14 @@ class Service:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
 
-def fake_upstream(workdir: Path) -> Service:
-    """The zero-delay fake upstream (`tests/fake_upstream.py --no-record`), started."""
+def fake_upstream(workdir: Path, extra: list[str] | None = None) -> Service:
+    """The fake upstream (`tests/fake_upstream.py --no-record`, zero delay unless `extra`
+    paces it, e.g. ``["--first-delay", "0.3"]``), started."""
     port = free_port()
     return Service(
         name="fake upstream",
-        argv=[sys.executable, str(FAKE_UPSTREAM), "--port", str(port), "--no-record"],
+        argv=[sys.executable, str(FAKE_UPSTREAM), "--port", str(port), "--no-record",
+              *(extra or [])],
         port=port,
         log_path=workdir / "fake_upstream.log",
         cwd=REPO,

@@ -17,6 +17,8 @@ from typing import Any
 import msgspec
 
 DEFAULT_DATABASE_URL = "sqlite:///tokone.db"
+DEFAULT_MAX_CONNECTIONS = 10_000
+"""Per-channel upstream connection cap unless `max_connections` says otherwise."""
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -78,6 +80,11 @@ class ProviderConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     weight: int = 1
     enabled: bool = True
     timeouts: TimeoutsConfig = msgspec.field(default_factory=TimeoutsConfig)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    """Connections this channel may have open to its upstream at once (0 = no cap). A call
+    that finds them all busy waits for one, within `timeouts.first_byte`."""
+    keepalive_expiry: float = 15.0
+    """Seconds an idle pooled connection is kept open for reuse (0 = close after each call)."""
 
 
 class ModelPrice(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -288,6 +295,10 @@ def _check_semantics(config: Config, source: str) -> None:
         names.add(provider.name)
         if provider.weight < 0:
             raise ConfigError(f"{source}: key providers[{i}].weight: expected >= 0")
+        if provider.max_connections < 0:
+            raise ConfigError(f"{source}: key providers[{i}].max_connections: expected >= 0")
+        if provider.keepalive_expiry < 0:
+            raise ConfigError(f"{source}: key providers[{i}].keepalive_expiry: expected >= 0")
         if provider.adapter != "mock" and not provider.base_url:
             raise ConfigError(f"{source}: key providers[{i}].base_url: required for this adapter")
     for name, group in config.groups.items():

@@ -8,11 +8,13 @@ to read usage incrementally out of a stream while relaying it untouched (:class:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import aiohttp
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
@@ -27,6 +29,32 @@ log = structlog.get_logger("tokone")
 RELAYED_HEADERS = ("content-type", "retry-after")
 URL_CACHE_SIZE = 1024
 """Parsed upstream URLs kept per adapter (a wildcard channel sees one path per model name)."""
+
+_queued: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "tokone_pool_queued", default=None
+)
+"""Set by `Adapter.post` for its request: a flag the pool trace raises while it waits."""
+
+
+async def _on_queued_start(session: object, ctx: object, params: object) -> None:
+    flag = _queued.get()
+    if flag is not None:
+        flag[0] = True
+
+
+async def _on_queued_end(session: object, ctx: object, params: object) -> None:
+    flag = _queued.get()
+    if flag is not None:
+        flag[0] = False
+
+
+def pool_trace() -> aiohttp.TraceConfig:
+    """An aiohttp trace that marks the current request while it waits for a pooled connection."""
+    trace = aiohttp.TraceConfig()
+    trace.on_connection_queued_start.append(_on_queued_start)
+    trace.on_connection_queued_end.append(_on_queued_end)
+    trace.freeze()
+    return trace
 
 
 class UpstreamError(Exception):
@@ -45,12 +73,15 @@ class UpstreamError(Exception):
         body: bytes = b"",
         retry_after: float | None = None,
         timeout: bool = False,
+        pool_exhausted: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
         self.retry_after = retry_after
         self.timeout = timeout
+        self.pool_exhausted = pool_exhausted
+        """The channel's own connection pool was full (not the upstream's answer)."""
 
     @property
     def retryable(self) -> bool:
@@ -188,7 +219,7 @@ class Adapter:
             "connect": t.connect,
             "read": max(t.first_byte, t.idle),
             "write": t.idle,
-            "pool": t.connect,
+            "pool": None,  # waiting for a pooled connection counts against first_byte (post)
         }
 
     @property
@@ -201,8 +232,47 @@ class Adapter:
         (bench: 5.6k vs 10.6k requests/s against the fake upstream, 32 in flight).
         """
         if self._transport is None:
-            self._transport = AiohttpTransport()
+            self._transport = AiohttpTransport(client=self._session)
         return self._transport
+
+    def _session(self) -> aiohttp.ClientSession:
+        """The aiohttp session behind the transport, sized by the channel's pool settings.
+
+        Built lazily (inside the running loop) by the transport on its first request.
+        `max_connections = 0` is aiohttp's "no limit"; `keepalive_expiry = 0` closes every
+        connection after its call.
+        """
+        provider = self.provider
+        keepalive = provider.keepalive_expiry
+        transport = self._transport
+        connector = aiohttp.TCPConnector(
+            ssl=transport.ssl_context if isinstance(transport, AiohttpTransport) else True,
+            limit=provider.max_connections,
+            limit_per_host=0,
+            keepalive_timeout=keepalive if keepalive > 0 else None,
+            force_close=keepalive <= 0,
+        )
+        return aiohttp.ClientSession(connector=connector, trace_configs=[pool_trace()])
+
+    def pool_exhausted_error(self) -> UpstreamError:
+        """The error for a call that waited for a pooled connection until first_byte ran out.
+
+        A timeout (retryable, so the next candidate is tried; 504 to the client if none is
+        left) whose message names the pool and its size, logged as `upstream_pool_exhausted`.
+        """
+        provider = self.provider
+        log.warning(
+            "upstream_pool_exhausted",
+            provider=provider.name,
+            max_connections=provider.max_connections,
+            waited=provider.timeouts.first_byte,
+        )
+        return UpstreamError(
+            f"{provider.name}: connection pool exhausted (max_connections="
+            f"{provider.max_connections}, all busy for {provider.timeouts.first_byte:g}s)",
+            timeout=True,
+            pool_exhausted=True,
+        )
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
@@ -256,10 +326,14 @@ class Adapter:
             headers=headers,
             extensions={"timeout": self._timeouts},
         )
+        queued = [False]
+        token = _queued.set(queued)
         try:
             async with asyncio.timeout(self.provider.timeouts.first_byte):
                 response = await self.transport.handle_async_request(request)
         except TimeoutError:
+            if queued[0]:
+                raise self.pool_exhausted_error() from None
             raise UpstreamError(
                 f"{self.provider.name}: no response within {self.provider.timeouts.first_byte:g}s",
                 timeout=True,
@@ -268,6 +342,8 @@ class Adapter:
             raise UpstreamError(f"{self.provider.name}: timed out ({exc})", timeout=True) from None
         except httpx.HTTPError as exc:
             raise UpstreamError(f"{self.provider.name}: {type(exc).__name__}: {exc}") from None
+        finally:
+            _queued.reset(token)
         if response.status_code >= 400:
             body = await response.aread()
             await response.aclose()

@@ -112,6 +112,10 @@ Failure injection
     * ``stall_stream_after(k, seconds, count=1)``: like the above, but sleeps ``seconds``
       after ``k`` content chunks and then finishes the stream normally.
     * ``delay_chunks(seconds)``: global sleep before every content chunk (default 0).
+    * ``delay_first_chunk(seconds)``: global sleep before the first content chunk instead
+      (default 0); ``pace(first, gap)`` sets both. With ``chunks=N`` a paced stream lasts
+      about ``first + (N - 1) * gap`` seconds. Every streaming endpoint of every family
+      (SSE, Gemini's JSON array, WebSocket turns) honours them.
     * ``fail_ws_turn(status, count=1)``: the next WebSocket ``response.create`` turn is
       answered with an ``{"type": "error", "status": ...}`` event instead of a response.
     * ``misreport_usage(mode, count=1)``: the next ``count`` generation or embedding
@@ -361,6 +365,7 @@ class _StreamPlan:
     cut: int | None
     stall: tuple[int, float] | None
     delay: float
+    first: float = 0.0
 
 
 # --------------------------------------------------------------------------- error shapes
@@ -488,6 +493,7 @@ class FakeUpstream:
         self._ws_fail: deque[int] = deque()
         self._usage_modes: deque[str] = deque()
         self._chunk_delay = 0.0
+        self._first_delay = 0.0
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -630,6 +636,21 @@ class FakeUpstream:
         with self._lock:
             self._chunk_delay = float(seconds)
 
+    def delay_first_chunk(self, seconds: float) -> None:
+        """Sleep ``seconds`` before the first content chunk of every stream (0 disables).
+
+        With :meth:`delay_chunks` this paces every stream: headers at once, the first chunk
+        after ``seconds``, then one chunk per chunk delay (``chunks`` of them in all).
+        """
+        with self._lock:
+            self._first_delay = float(seconds)
+
+    def pace(self, first: float, gap: float) -> None:
+        """Paced streams: first content chunk after ``first`` s, the others ``gap`` s apart."""
+        with self._lock:
+            self._first_delay = float(first)
+            self._chunk_delay = float(gap)
+
     def fail_ws_turn(self, status: int, count: int = 1) -> None:
         """Answer the next ``count`` WebSocket ``response.create`` turns with an error event."""
         with self._lock:
@@ -652,6 +673,7 @@ class FakeUpstream:
             self._stall.clear()
             self._ws_fail.clear()
             self._chunk_delay = 0.0
+            self._first_delay = 0.0
 
     def _pop(self, queue: deque[Any]) -> Any:
         if not queue:  # lock-free fast path for the common case
@@ -663,13 +685,15 @@ class FakeUpstream:
         cut = self._pop(self._cut)
         stall = self._pop(self._stall)
         delay = self._chunk_delay
-        if cut is None and stall is None and not delay:
+        first = self._first_delay
+        if cut is None and stall is None and not delay and not first:
             return None
         n = self.chunks
         return _StreamPlan(
             cut=None if cut is None else max(0, min(cut, n)),
             stall=None if stall is None else (max(0, min(stall[0], n)), stall[1]),
             delay=delay,
+            first=first,
         )
 
     # ------------------------------------------------------------------ app & plumbing
@@ -779,7 +803,9 @@ class FakeUpstream:
             plan.stall = None
         if plan.cut is not None and plan.cut == idx:
             return False
-        if is_content and plan.delay:
+        if is_content and idx == 0 and plan.first:
+            await asyncio.sleep(plan.first)
+        elif is_content and plan.delay:
             await asyncio.sleep(plan.delay)
         return True
 
@@ -803,6 +829,8 @@ class FakeUpstream:
             "cut_stream_after": self.cut_stream_after,
             "stall_stream_after": self.stall_stream_after,
             "delay_chunks": self.delay_chunks,
+            "delay_first_chunk": self.delay_first_chunk,
+            "pace": self.pace,
             "fail_ws_turn": self.fail_ws_turn,
             "misreport_usage": self.misreport_usage,
             "clear_failures": self.clear_failures,
@@ -1534,6 +1562,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--require-key", default=None)
     parser.add_argument("--no-record", action="store_true", help="do not keep request records")
     parser.add_argument("--no-uvloop", action="store_true", help="use the stdlib event loop")
+    parser.add_argument("--first-delay", type=float, default=0.0, help="s before chunk 1")
+    parser.add_argument("--chunk-delay", type=float, default=0.0, help="s between chunks")
     args = parser.parse_args(argv)
 
     upstream = FakeUpstream(
@@ -1543,6 +1573,7 @@ def main(argv: list[str] | None = None) -> int:
         require_key=args.require_key,
         record=not args.no_record,
     )
+    upstream.pace(args.first_delay, args.chunk_delay)
 
     async def serve() -> None:
         await upstream.start_async()

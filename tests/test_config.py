@@ -64,6 +64,18 @@ models = ["m"]
          "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\n",
          "key providers[1].name: duplicate provider name"),
         ("[prices.m]\ninput = -1\n", "key prices.m.input: expected >= 0"),
+        (
+            "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\nmax_connections=-1\n",
+            "key providers[0].max_connections: expected >= 0",
+        ),
+        (
+            "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\nmax_connections='x'\n",
+            "key providers[0].max_connections: expected `int`",
+        ),
+        (
+            "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\nkeepalive_expiry=-1\n",
+            "key providers[0].keepalive_expiry: expected >= 0",
+        ),
         ("[groups.g]\nmultiplier = 'x'\n", "key groups.g.multiplier: expected `float`"),
         ("[server]\napi_key = '${MISSING_VAR_XYZ}'\n", "server.api_key: environment variable"),
         ("[server]\napi_key = 'x'\n", "key server.api_key: unknown key"),
@@ -79,6 +91,13 @@ def test_bad_config_names_file_key_and_expectation(tmp_path, text, expected):
     assert message.startswith(str(path)), message
     assert expected in message, message
     assert "\n" not in message
+
+
+def test_provider_pool_defaults_have_no_practical_cap():
+    config = parse_config({"providers": [{"name": "a", "adapter": "mock", "models": ["m"]}]})
+    provider = config.providers[0]
+    assert provider.max_connections == 10_000
+    assert provider.keepalive_expiry == 15.0
 
 
 def test_missing_file_is_a_clear_error(tmp_path):

@@ -606,6 +606,42 @@ def test_stall_and_delay(upstream: FakeUpstream, oai: openai.OpenAI) -> None:
     upstream.delay_chunks(0)
 
 
+def test_paced_streams_in_every_family(
+    upstream: FakeUpstream, oai: openai.OpenAI, claude: anthropic.Anthropic, gem: genai.Client
+) -> None:
+    upstream.pace(0.2, 0.01)  # first chunk after 0.2 s, then N - 1 chunks 10 ms apart
+    msgs: Any = [{"role": "user", "content": "hi"}]
+    t0 = time.monotonic()
+    stream = oai.chat.completions.create(model="m", messages=msgs, stream=True)
+    text = ""
+    first = None
+    for chunk in stream:
+        piece = chunk.choices[0].delta.content if chunk.choices else None
+        if piece and first is None:
+            first = time.monotonic() - t0
+        text += piece or ""
+    total = time.monotonic() - t0
+    assert text == reply_text("m", N)
+    assert first is not None and first >= 0.2
+    assert total >= 0.2 + (N - 1) * 0.01
+    t0 = time.monotonic()
+    with claude.messages.stream(
+        model="c", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+    ) as reply:
+        assert "".join(reply.text_stream) == reply_text("c", N)
+    assert time.monotonic() - t0 >= 0.2 + (N - 1) * 0.01
+    t0 = time.monotonic()
+    got = "".join(
+        c.text or "" for c in gem.models.generate_content_stream(model="g", contents="hi")
+    )
+    assert got == reply_text("g", N)
+    assert time.monotonic() - t0 >= 0.2 + (N - 1) * 0.01
+    upstream.clear_failures()
+    t0 = time.monotonic()
+    list(oai.chat.completions.create(model="m", messages=msgs, stream=True))
+    assert time.monotonic() - t0 < 0.2
+
+
 def test_http_control_endpoints(upstream: FakeUpstream, oai: openai.OpenAI) -> None:
     assert _post(upstream.base_url + "/_control", {"action": "fail_with", "status": 502})["ok"]
     with pytest.raises(openai.InternalServerError):

@@ -1,0 +1,81 @@
+"""The per-channel upstream connection pool: no hidden cap, and a named error when it is full.
+
+A real gateway in front of the fake upstream. The fake upstream paces its streams
+(`FakeUpstream.pace`) so that every request holds its upstream connection for about a
+second and all of them overlap; with the old hidden cap of 100 connections per channel,
+call 101 waited for a free connection and failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+from fake_upstream import FakeUpstream, reply_text
+from test_routing import HELLO, provider
+
+STREAMS = 300
+CHUNKS = 8
+
+
+async def stream_one(client: httpx.AsyncClient, url: str, key: str) -> tuple[int, str]:
+    """One streamed chat completion: (status, the concatenated content or the error body)."""
+    body = {"model": "gpt-4o-mini", "messages": HELLO, "stream": True, "max_tokens": 50}
+    headers = {"authorization": f"Bearer {key}"}
+    async with client.stream("POST", url, json=body, headers=headers) as response:
+        if response.status_code != 200:
+            return response.status_code, (await response.aread()).decode()
+        text = []
+        async for line in response.aiter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                for choice in json.loads(line[6:]).get("choices", []):
+                    text.append(choice.get("delta", {}).get("content") or "")
+        return 200, "".join(text)
+
+
+async def many(url: str, key: str, count: int) -> list[tuple[int, str]]:
+    """`count` concurrent streams through the gateway, from a client with no pool cap."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    timeout = httpx.Timeout(30.0)
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        return await asyncio.gather(*(stream_one(client, url, key) for _ in range(count)))
+
+
+def test_300_concurrent_streams_through_one_channel_all_complete(make_gateway, make_fake_upstream):
+    upstream: FakeUpstream = make_fake_upstream(chunks=CHUNKS, record=False)
+    upstream.pace(0.3, 0.15)  # each stream lasts ~1.35 s, so all 300 overlap
+    # first_byte shorter than one stream: a call queued behind a capped pool would time out
+    timeouts = "timeouts = { connect = 1.0, first_byte = 1.0, idle = 5.0 }"
+    gateway = make_gateway(provider("only", upstream.base_url + "/v1", extra=timeouts), mock=False)
+    key = gateway.funded_key()
+
+    results = asyncio.run(many(gateway.url + "/v1/chat/completions", key, STREAMS))
+
+    expected = reply_text("gpt-4o-mini", CHUNKS)
+    failed = [r for r in results if r != (200, expected)]
+    assert not failed, f"{len(failed)} of {STREAMS} failed, first: {failed[0]}"
+
+
+def test_a_full_pool_fails_with_an_error_naming_the_pool(make_gateway, make_fake_upstream):
+    upstream: FakeUpstream = make_fake_upstream(chunks=4)
+    upstream.pace(0.0, 1.0)  # headers at once, then slow chunks: each call holds its connection
+    gateway = make_gateway(
+        provider(
+            "small",
+            upstream.base_url + "/v1",
+            extra="max_connections = 2\ntimeouts = { connect = 1.0, first_byte = 0.5, idle = 5.0 }",
+        ),
+        mock=False,
+    )
+    key = gateway.funded_key()
+
+    results = asyncio.run(many(gateway.url + "/v1/chat/completions", key, 3))
+
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200, 200, 504], results
+    message = next(text for status, text in results if status == 504)
+    error = json.loads(message)["error"]
+    assert error["code"] == "upstream_timeout"
+    assert "small: connection pool exhausted (max_connections=2" in error["message"]
+    assert "upstream_pool_exhausted" in gateway.log
