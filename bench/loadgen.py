@@ -66,9 +66,7 @@ def parse_wrk(text: str) -> LoadResult:
     if not done or not rps:
         raise ValueError(f"unrecognised wrk output:\n{text}")
     pct = {p: _ms(v, u) for p, v, u in re.findall(r"^\s+(50|99)(?:\.0+)?%\s+" + _TIME, text, re.M)}
-    sock = re.search(
-        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text
-    )
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     return LoadResult(
         requests=int(done.group(1)),
@@ -91,8 +89,16 @@ def run_wrk(
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     argv = [
-        WRK, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "--latency", "-s", str(script), url,
+        WRK,
+        "-t1",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
     ]
     proc = subprocess.run(
         argv, capture_output=True, text=True, env={**os.environ, "BENCH_KEY": key}, check=False

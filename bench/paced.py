@@ -138,11 +138,17 @@ def paced_table(rows: list[tuple[str, PacedResult]]) -> str:
         "TTFT p50/p99 ms",
         "worst gap p50/p99 ms",
         "gateway CPU us/chunk",
+        "CPU / bare",
         "gateway RSS MB",
         "seconds",
     ]
     lines = [headers]
+    floor = {r.streams: r.cpu_us_per_chunk for name, r in rows if name == "bare"}
     for name, r in rows:
+        base = floor.get(r.streams)
+        ratio = "-"
+        if name not in ("direct", "bare") and base and r.cpu_us_per_chunk is not None:
+            ratio = f"{r.cpu_us_per_chunk / base:.2f}"
         lines.append(
             [
                 name,
@@ -152,6 +158,7 @@ def paced_table(rows: list[tuple[str, PacedResult]]) -> str:
                 f"{percentile(r.ttft_ms, 50):.0f}/{percentile(r.ttft_ms, 99):.0f}",
                 f"{percentile(r.worst_gap_ms, 50):.0f}/{percentile(r.worst_gap_ms, 99):.0f}",
                 "-" if r.cpu_us_per_chunk is None else f"{r.cpu_us_per_chunk:.0f}",
+                ratio,
                 "-" if r.rss_mb is None else f"{r.rss_mb:.1f}",
                 f"{r.seconds:.1f}",
             ]

@@ -36,6 +36,7 @@ from services import (
     Service,
     TokOne,
     available_adapters,
+    bare_relay,
     cpu_seconds,
     fake_upstream,
     http_request,
@@ -84,18 +85,60 @@ _GEMINI_STREAM = "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
-        Workload("chat_c1", "openai", "/v1/chat/completions", "chat.lua", 1,
-                 b'"finish_reason":"stop"', "non-streaming chat completion, 1 connection"),
-        Workload("chat_c32", "openai", "/v1/chat/completions", "chat.lua", 32,
-                 b'"finish_reason":"stop"', "non-streaming chat completion, 32 connections"),
-        Workload("chat_stream_c32", "openai", "/v1/chat/completions", "chat_stream.lua", 32,
-                 b"data: [DONE]", "streamed chat, 16 chunks + usage chunk, 32 connections"),
-        Workload("responses_sse_c32", "openai", "/v1/responses", "responses_sse.lua", 32,
-                 b"response.completed", "streamed Responses API (SSE events), 32 connections"),
-        Workload("anthropic_stream_c32", "anthropic", "/v1/messages", "anthropic_stream.lua",
-                 32, b"message_stop", "streamed Anthropic Messages, 32 connections"),
-        Workload("gemini_stream_c32", "gemini", _GEMINI_STREAM, "gemini_stream.lua", 32,
-                 b'"finishReason"', "streamed Gemini streamGenerateContent, 32 connections"),
+        Workload(
+            "chat_c1",
+            "openai",
+            "/v1/chat/completions",
+            "chat.lua",
+            1,
+            b'"finish_reason":"stop"',
+            "non-streaming chat completion, 1 connection",
+        ),
+        Workload(
+            "chat_c32",
+            "openai",
+            "/v1/chat/completions",
+            "chat.lua",
+            32,
+            b'"finish_reason":"stop"',
+            "non-streaming chat completion, 32 connections",
+        ),
+        Workload(
+            "chat_stream_c32",
+            "openai",
+            "/v1/chat/completions",
+            "chat_stream.lua",
+            32,
+            b"data: [DONE]",
+            "streamed chat, 16 chunks + usage chunk, 32 connections",
+        ),
+        Workload(
+            "responses_sse_c32",
+            "openai",
+            "/v1/responses",
+            "responses_sse.lua",
+            32,
+            b"response.completed",
+            "streamed Responses API (SSE events), 32 connections",
+        ),
+        Workload(
+            "anthropic_stream_c32",
+            "anthropic",
+            "/v1/messages",
+            "anthropic_stream.lua",
+            32,
+            b"message_stop",
+            "streamed Anthropic Messages, 32 connections",
+        ),
+        Workload(
+            "gemini_stream_c32",
+            "gemini",
+            _GEMINI_STREAM,
+            "gemini_stream.lua",
+            32,
+            b'"finishReason"',
+            "streamed Gemini streamGenerateContent, 32 connections",
+        ),
     )
 }
 
@@ -155,9 +198,7 @@ def wait_idle(pid: int, timeout: float = 10.0) -> None:
             return
 
 
-def measure(
-    target: Target, workload: Workload, seconds: float, upstream: Service
-) -> LoadResult:
+def measure(target: Target, workload: Workload, seconds: float, upstream: Service) -> LoadResult:
     """One wrk run with CPU of the target and the upstream, and the target's RSS after."""
     pids = {"server": target.service.pid, "upstream": upstream.pid}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -193,8 +234,16 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
 
 def results_table(rows: list[Row], targets: list[str]) -> str:
     """The main table: throughput, latency and errors, direct vs TokOne (vs LiteLLM)."""
-    headers = ["workload", "direct req/s", "tokone req/s", "ratio", "direct p50/p99 ms",
-               "tokone p50/p99 ms", "added p50 ms", "errors d/t"]
+    headers = [
+        "workload",
+        "direct req/s",
+        "tokone req/s",
+        "ratio",
+        "direct p50/p99 ms",
+        "tokone p50/p99 ms",
+        "added p50 ms",
+        "errors d/t",
+    ]
     if "litellm" in targets:
         headers += ["litellm req/s", "litellm p50/p99 ms", "litellm errors"]
     lines: list[list[str]] = []
@@ -216,8 +265,11 @@ def results_table(rows: list[Row], targets: list[str]) -> str:
         if "litellm" in targets:
             lite = row.results.get("litellm")
             cells += (
-                [f"{lite.rps:.0f}", f"{fmt_ms(lite.p50_ms)}/{fmt_ms(lite.p99_ms)}",
-                 str(lite.errors)]
+                [
+                    f"{lite.rps:.0f}",
+                    f"{fmt_ms(lite.p50_ms)}/{fmt_ms(lite.p99_ms)}",
+                    str(lite.errors),
+                ]
                 if lite
                 else ["skipped", "", ""]
             )
@@ -235,14 +287,16 @@ def diagnostics_table(rows: list[Row], targets: list[str]) -> str:
             if r is None:
                 continue
             gateway = name != "direct"
-            lines.append([
-                f"{row.workload} / {name}",
-                f"{r.rps:.0f}",
-                f"{r.client_cpu_share:.2f}",
-                f"{r.extra['upstream_cpu']:.2f}",
-                f"{r.extra['server_cpu']:.2f}" if gateway else "-",
-                f"{r.extra['rss_mb']:.1f}" if gateway else "-",
-            ])
+            lines.append(
+                [
+                    f"{row.workload} / {name}",
+                    f"{r.rps:.0f}",
+                    f"{r.client_cpu_share:.2f}",
+                    f"{r.extra['upstream_cpu']:.2f}",
+                    f"{r.extra['server_cpu']:.2f}" if gateway else "-",
+                    f"{r.extra['rss_mb']:.1f}" if gateway else "-",
+                ]
+            )
     return table(headers, lines) if lines else "(no runs)"
 
 
@@ -277,8 +331,21 @@ def run_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] |
         print("  py-spy not found (pip install py-spy); not profiling", file=sys.stderr)
         return None
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))),
-         "--rate", "100", "--gil", "--format", "raw", "-o", str(out)],
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(max(1, round(seconds))),
+            "--rate",
+            "100",
+            "--gil",
+            "--format",
+            "raw",
+            "-o",
+            str(out),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -319,8 +386,11 @@ def profile_summary(raw: Path, count: int = 15) -> dict[str, list[tuple[float, s
         samples += int(n)
         own[frames[-1][0]] += int(n)
         packages[_package(frames[-1][1])] += int(n)
-        for func in {f for f, path in frames
-                     if path.startswith(PROJECT_DIRS) and not path.startswith(ENTRY_FRAMES)}:
+        for func in {
+            f
+            for f, path in frames
+            if path.startswith(PROJECT_DIRS) and not path.startswith(ENTRY_FRAMES)
+        }:
             total[func] += int(n)
     share = 100.0 / (samples or 1)
     return {
@@ -331,8 +401,12 @@ def profile_summary(raw: Path, count: int = 15) -> dict[str, list[tuple[float, s
 
 
 def run_workloads(
-    args: argparse.Namespace, targets: list[Target], upstream: Service, tally: Tally,
-    families: list[str], report: Callable[[str], None]
+    args: argparse.Namespace,
+    targets: list[Target],
+    upstream: Service,
+    tally: Tally,
+    families: list[str],
+    report: Callable[[str], None],
 ) -> list[Row]:
     """Probe, warm up and measure every selected workload on every target."""
     rows: list[Row] = []
@@ -356,8 +430,13 @@ def run_workloads(
             if target.name == "tokone":
                 tally.ok += 1
             if args.warmup > 0:
-                warm, _ = run_wrk(target.service.url + workload.path, BENCH / workload.script,
-                                  workload.connections, args.warmup, target.key)
+                warm, _ = run_wrk(
+                    target.service.url + workload.path,
+                    BENCH / workload.script,
+                    workload.connections,
+                    args.warmup,
+                    target.key,
+                )
                 if target.name == "tokone":
                     tally.add(warm, workload.connections)
                 wait_idle(target.service.pid)
@@ -395,8 +474,10 @@ def run_soak(
     body, headers = workload.body(), workload.headers(tokone.key)
     pid = tokone.service.pid
     baseline = rss_bytes(pid) / 2**20
-    report(f"soak: {args.soak_rounds} rounds x {args.soak_requests} requests, "
-           f"{workload.connections} connections, RSS before: {baseline:.1f} MB")
+    report(
+        f"soak: {args.soak_rounds} rounds x {args.soak_requests} requests, "
+        f"{workload.connections} connections, RSS before: {baseline:.1f} MB"
+    )
     rounds: list[dict[str, float]] = []
     previous = baseline
     for n in range(1, args.soak_rounds + 1):
@@ -405,15 +486,22 @@ def run_soak(
         tally.slack += result.errors
         wait_idle(pid)
         rss = rss_bytes(pid) / 2**20
-        rounds.append({
-            "round": n, "requests": result.requests, "seconds": result.seconds,
-            "rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms,
-            "errors": result.errors, "rss_mb": rss, "rss_delta_mb": rss - previous,
-            "client_cpu_share": result.client_cpu_share,
-        })
+        rounds.append(
+            {
+                "round": n,
+                "requests": result.requests,
+                "seconds": result.seconds,
+                "rps": result.rps,
+                "p50_ms": result.p50_ms,
+                "p99_ms": result.p99_ms,
+                "errors": result.errors,
+                "rss_mb": rss,
+                "rss_delta_mb": rss - previous,
+                "client_cpu_share": result.client_cpu_share,
+            }
+        )
         previous = rss
-        report(f"soak round {n}: {result.rps:.0f} req/s, {result.errors} errors, "
-               f"RSS {rss:.1f} MB")
+        report(f"soak round {n}: {result.rps:.0f} req/s, {result.errors} errors, RSS {rss:.1f} MB")
     return rounds
 
 
@@ -426,14 +514,35 @@ def run_paced_mode(
     for streams in args.paced:
         for target in targets:
             pid = None if target.name == "direct" else target.service.pid
-            result = run_paced(target.service.url + workload.path, workload.body(),
-                               workload.headers(target.key), streams, args.paced_chunks, pid)
-            if target.name != "direct":
+            profiler = None
+            if args.py_spy and target.name == "tokone":
+                out = Path(args.py_spy) / f"paced_{streams}x{args.paced_chunks}.raw.txt"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                seconds = args.paced_first + args.paced_gap * args.paced_chunks + 1
+                profiler = run_py_spy(target.service.pid, seconds, out)
+            result = run_paced(
+                target.service.url + workload.path,
+                workload.body(),
+                workload.headers(target.key),
+                streams,
+                args.paced_chunks,
+                pid,
+            )
+            if profiler is not None:
+                profiler.wait(timeout=60)
+                report(f"paced {streams}/tokone py-spy, share of GIL-holding samples ({out}):")
+                for title, top in profile_summary(out).items():
+                    report(f"  top {title}:")
+                    for pct, func in top:
+                        report(f"    {pct:5.1f}%  {func}")
+            if target.name == "tokone":
                 tally.ok += result.completed
                 tally.slack += result.errors
             rows.append((target.name, result))
-            report(f"paced {streams}/{target.name}: {result.completed} completed, "
-                   f"{result.errors} errors {result.first_error[:200]}")
+            report(
+                f"paced {streams}/{target.name}: {result.completed} completed, "
+                f"{result.errors} errors {result.first_error[:200]}"
+            )
             if pid is not None:
                 wait_idle(pid)
     return rows
@@ -441,21 +550,46 @@ def run_paced_mode(
 
 def soak_table(rounds: list[dict[str, float]]) -> str:
     """One row per soak round."""
-    headers = ["round", "requests", "seconds", "req/s", "p50/p99 ms", "errors", "RSS MB",
-               "RSS delta MB", "client cpu"]
-    return table(headers, [
-        [str(r["round"]), str(r["requests"]), f"{r['seconds']:.1f}", f"{r['rps']:.0f}",
-         f"{fmt_ms(r['p50_ms'])}/{fmt_ms(r['p99_ms'])}", str(r["errors"]),
-         f"{r['rss_mb']:.1f}", f"{r['rss_delta_mb']:+.1f}", f"{r['client_cpu_share']:.2f}"]
-        for r in rounds
-    ])
+    headers = [
+        "round",
+        "requests",
+        "seconds",
+        "req/s",
+        "p50/p99 ms",
+        "errors",
+        "RSS MB",
+        "RSS delta MB",
+        "client cpu",
+    ]
+    return table(
+        headers,
+        [
+            [
+                str(r["round"]),
+                str(r["requests"]),
+                f"{r['seconds']:.1f}",
+                f"{r['rps']:.0f}",
+                f"{fmt_ms(r['p50_ms'])}/{fmt_ms(r['p99_ms'])}",
+                str(r["errors"]),
+                f"{r['rss_mb']:.1f}",
+                f"{r['rss_delta_mb']:+.1f}",
+                f"{r['client_cpu_share']:.2f}",
+            ]
+            for r in rounds
+        ],
+    )
 
 
 def machine() -> dict[str, Any]:
     """Where the numbers came from."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                                capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
     except OSError:
         commit = ""
     return {
@@ -470,35 +604,78 @@ def machine() -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds of load per workload and target (default 10)")
-    parser.add_argument("--warmup", type=float, default=1.0,
-                        help="seconds of unmeasured load before each run (0: none; default 1)")
-    parser.add_argument("--workloads", default=None,
-                        help=f"comma-separated subset of: {', '.join(WORKLOADS)} (default all)")
-    parser.add_argument("--soak", action="store_true",
-                        help="soak mode: rounds of non-streaming chats through TokOne, RSS per "
-                             "round (runs only the soak unless --workloads is also given)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        help="seconds of load per workload and target (default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        help="seconds of unmeasured load before each run (0: none; default 1)",
+    )
+    parser.add_argument(
+        "--workloads",
+        default=None,
+        help=f"comma-separated subset of: {', '.join(WORKLOADS)} (default all)",
+    )
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="soak mode: rounds of non-streaming chats through TokOne, RSS per "
+        "round (runs only the soak unless --workloads is also given)",
+    )
     parser.add_argument("--soak-rounds", type=int, default=3)
-    parser.add_argument("--soak-requests", type=int, default=100_000,
-                        help="requests per soak round (default 100000)")
-    parser.add_argument("--paced", metavar="N,N", default=None,
-                        help="paced-stream mode: hold N concurrent streams (each count in turn) "
-                             "against a paced fake upstream, direct and through TokOne")
-    parser.add_argument("--paced-first", type=float, default=0.3,
-                        help="paced mode: seconds before a stream's first chunk (default 0.3)")
-    parser.add_argument("--paced-gap", type=float, default=0.1,
-                        help="paced mode: seconds between chunks (default 0.1)")
-    parser.add_argument("--paced-chunks", type=int, default=16,
-                        help="paced mode: content chunks per stream (default 16)")
+    parser.add_argument(
+        "--soak-requests",
+        type=int,
+        default=100_000,
+        help="requests per soak round (default 100000)",
+    )
+    parser.add_argument(
+        "--paced",
+        metavar="N,N",
+        default=None,
+        help="paced-stream mode: hold N concurrent streams (each count in turn) "
+        "against a paced fake upstream, direct and through TokOne",
+    )
+    parser.add_argument(
+        "--paced-first",
+        type=float,
+        default=0.3,
+        help="paced mode: seconds before a stream's first chunk (default 0.3)",
+    )
+    parser.add_argument(
+        "--paced-gap",
+        type=float,
+        default=0.1,
+        help="paced mode: seconds between chunks (default 0.1)",
+    )
+    parser.add_argument(
+        "--paced-chunks",
+        type=int,
+        default=16,
+        help="paced mode: content chunks per stream (default 16)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON here")
-    parser.add_argument("--litellm", metavar="PYTHON",
-                        help="python of a venv with litellm[proxy]: add LiteLLM as a column")
-    parser.add_argument("--py-spy", metavar="DIR",
-                        help="profile each TokOne run with py-spy (raw stacks into DIR) and "
-                             "print the top self-time functions")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the work directory (config, logs, SQLite db) afterwards")
+    parser.add_argument(
+        "--litellm",
+        metavar="PYTHON",
+        help="python of a venv with litellm[proxy]: add LiteLLM as a column",
+    )
+    parser.add_argument(
+        "--py-spy",
+        metavar="DIR",
+        help="profile each TokOne run with py-spy (raw stacks into DIR) and "
+        "print the top self-time functions",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the work directory (config, logs, SQLite db) afterwards",
+    )
     args = parser.parse_args(argv)
     args.paced = [int(n) for n in args.paced.split(",") if n.strip()] if args.paced else []
     if args.workloads is None:
@@ -529,8 +706,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         adapters = available_adapters()
-        pacing = (["--first-delay", str(args.paced_first), "--chunk-delay", str(args.paced_gap),
-                   "--chunks", str(args.paced_chunks)] if args.paced else None)
+        pacing = (
+            [
+                "--first-delay",
+                str(args.paced_first),
+                "--chunk-delay",
+                str(args.paced_gap),
+                "--chunks",
+                str(args.paced_chunks),
+            ]
+            if args.paced
+            else None
+        )
         upstream = fake_upstream(workdir, pacing)
         services.append(upstream)
         tokone = TokOne(workdir, upstream.url, adapters)
@@ -544,12 +731,21 @@ def main(argv: list[str] | None = None) -> int:
             lite, master = litellm(args.litellm, workdir, upstream.url)
             services.append(lite)
             targets.append(Target("litellm", lite, master))
-        report(f"fake upstream {upstream.url} (pid {upstream.pid}), TokOne {tokone.service.url} "
-               f"(serving pid {tokone.service.pid})")
+        report(
+            f"fake upstream {upstream.url} (pid {upstream.pid}), TokOne {tokone.service.url} "
+            f"(serving pid {tokone.service.pid})"
+        )
         tally = Tally()
         rows = run_workloads(args, targets, upstream, tally, tokone.families, report)
         rounds = run_soak(args, targets[1], tally, report) if args.soak else []
-        paced = run_paced_mode(args, targets[:2], tally, report) if args.paced else []
+        paced: list[tuple[str, PacedResult]] = []
+        if args.paced:
+            # the floor: a bare ASGI relay (no auth, parsing or billing) on the same server
+            bare = bare_relay(workdir, upstream.url)
+            services.append(bare)
+            report(f"bare relay {bare.url} (pid {bare.pid})")
+            relays = [targets[0], Target("bare", bare, key), targets[1]]
+            paced = run_paced_mode(args, relays, tally, report)
         clean_stop = tokone.stop()
         billing = tokone.billing()
         problems = billing.problems(tally.ok, tally.slack)
@@ -563,8 +759,10 @@ def main(argv: list[str] | None = None) -> int:
             print("\nWhere the CPU went (share of one core during the measured run)")
             print(diagnostics_table(rows, names))
         if paced:
-            print(f"\nPaced streams (first chunk after {args.paced_first:g}s, then "
-                  f"{args.paced_chunks - 1} more {args.paced_gap:g}s apart; openai chat)")
+            print(
+                f"\nPaced streams (first chunk after {args.paced_first:g}s, then "
+                f"{args.paced_chunks - 1} more {args.paced_gap:g}s apart; openai chat)"
+            )
             print(paced_table(paced))
         if rounds:
             print("\nSoak (non-streaming chat through TokOne, exact request counts)")
@@ -584,21 +782,36 @@ def main(argv: list[str] | None = None) -> int:
         request_errors += sum(int(r["errors"]) for r in rounds)
         request_errors += sum(r.errors for _, r in paced)
         if args.json:
-            Path(args.json).write_text(json.dumps({
-                "machine": machine(),
-                "args": {k: v for k, v in vars(args).items() if k != "json"},
-                "workloads": [
-                    {"workload": row.workload, "skipped": row.skipped,
-                     "results": {t: {**asdict(r), "errors": r.errors}
-                                 for t, r in row.results.items()}}
-                    for row in rows
-                ],
-                "soak": rounds,
-                "paced": [{"target": name, **asdict(r)} for name, r in paced],
-                "billing": {**asdict(billing), "client_ok": tally.ok, "slack": tally.slack,
-                            "problems": problems},
-                "notes": notes,
-            }, indent=2, default=str))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "machine": machine(),
+                        "args": {k: v for k, v in vars(args).items() if k != "json"},
+                        "workloads": [
+                            {
+                                "workload": row.workload,
+                                "skipped": row.skipped,
+                                "results": {
+                                    t: {**asdict(r), "errors": r.errors}
+                                    for t, r in row.results.items()
+                                },
+                            }
+                            for row in rows
+                        ],
+                        "soak": rounds,
+                        "paced": [{"target": name, **asdict(r)} for name, r in paced],
+                        "billing": {
+                            **asdict(billing),
+                            "client_ok": tally.ok,
+                            "slack": tally.slack,
+                            "problems": problems,
+                        },
+                        "notes": notes,
+                    },
+                    indent=2,
+                    default=str,
+                )
+            )
             report(f"results written to {args.json}")
         failed = bool(problems or request_errors)
         if request_errors:

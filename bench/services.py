@@ -176,9 +176,7 @@ class Service:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
-                env={
-                    k: v for k, v in {**os.environ, **self.env}.items() if v is not None
-                },
+                env={k: v for k, v in {**os.environ, **self.env}.items() if v is not None},
                 start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -228,10 +226,36 @@ def fake_upstream(workdir: Path, extra: list[str] | None = None) -> Service:
     port = free_port()
     return Service(
         name="fake upstream",
-        argv=[sys.executable, str(FAKE_UPSTREAM), "--port", str(port), "--no-record",
-              *(extra or [])],
+        argv=[
+            sys.executable,
+            str(FAKE_UPSTREAM),
+            "--port",
+            str(port),
+            "--no-record",
+            *(extra or []),
+        ],
         port=port,
         log_path=workdir / "fake_upstream.log",
+        cwd=REPO,
+        env={},
+    ).start("/v1/models")
+
+
+def bare_relay(workdir: Path, upstream_url: str) -> Service:
+    """`bench/bare_relay.py` in front of the fake upstream (the floor column), started."""
+    port = free_port()
+    return Service(
+        name="bare relay",
+        argv=[
+            sys.executable,
+            str(REPO / "bench" / "bare_relay.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            upstream_url,
+        ],
+        port=port,
+        log_path=workdir / "bare_relay.log",
         cwd=REPO,
         env={},
     ).start("/v1/models")
@@ -473,8 +497,17 @@ def litellm(python: str, workdir: Path, upstream_url: str) -> tuple[Service, str
     port = free_port()
     service = Service(
         name="litellm",
-        argv=[*launcher, "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-              "--num_workers", "1"],
+        argv=[
+            *launcher,
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num_workers",
+            "1",
+        ],
         port=port,
         log_path=workdir / "litellm.log",
         cwd=workdir,

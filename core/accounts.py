@@ -6,9 +6,9 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MIN_EMIN, Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, func, text
+from sqlalchemy import CursorResult, Engine, func, text
 from sqlmodel import Session, select
 from tokone.core.keys import KeyHasher, generate_key, visible_prefix
 from tokone.core.models import Account, ApiKey, Group, Hold, LedgerEntry, UsageRecord
@@ -126,9 +126,12 @@ def add_entry(
     if kind == "adjustment" and amount == 0:
         raise AccountError("an adjustment must not be zero")
     with Session(engine) as session:
-        updated = session.execute(
-            text("UPDATE accounts SET balance = balance + :a WHERE name = :name"),
-            {"a": amount, "name": name},
+        updated = cast(  # an UPDATE: a CursorResult, which has rowcount
+            "CursorResult[Any]",
+            session.execute(
+                text("UPDATE accounts SET balance = balance + :a WHERE name = :name"),
+                {"a": amount, "name": name},
+            ),
         )
         if updated.rowcount != 1:
             raise AccountError(f"no account named {name!r} (see `tokone accounts list`)", 404)

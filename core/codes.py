@@ -14,8 +14,9 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Engine, text
+from sqlalchemy import CursorResult, Engine, text
 from sqlmodel import Session, select
 from tokone.core.accounts import AccountError, format_amount
 from tokone.core.keys import KeyHasher
@@ -119,8 +120,11 @@ def redeem(engine: Engine, hasher: KeyHasher, code: str, account_id: int) -> tup
     code_hash = hasher.hash(normalise_code(code))
     now = time.time()
     with Session(engine) as session:
-        marked = session.execute(
-            _MARK_REDEEMED, {"now": now, "account_id": account_id, "code_hash": code_hash}
+        marked = cast(  # an UPDATE: a CursorResult, which has rowcount
+            "CursorResult[Any]",
+            session.execute(
+                _MARK_REDEEMED, {"now": now, "account_id": account_id, "code_hash": code_hash}
+            ),
         )
         if marked.rowcount != 1:
             session.rollback()

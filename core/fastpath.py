@@ -16,14 +16,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 import structlog
 from litestar import Response
 from litestar.datastructures import Headers, MultiDict
 from litestar.response import Stream
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import (
+    ASGIApp,
+    HTTPReceiveMessage,
+    HTTPScope,
+    Receive,
+    ReceiveMessage,
+    Scope,
+    Send,
+)
 from tokone.core.errors import GatewayError
 from tokone.core.ingress import error_response, new_request_id
 from tokone.core.types import Family
@@ -69,7 +77,8 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        # An http scope's receive() only yields http.request / http.disconnect.
+        message = cast(HTTPReceiveMessage, await receive())
         if message["type"] == "http.disconnect":
             return None
         chunk = message.get("body", b"")
@@ -109,7 +118,8 @@ async def send_response(response: Response[Any] | Stream, receive: Receive, send
         body = response.content if isinstance(response.content, bytes) else b""
         headers = _raw_headers(response, [(b"content-length", str(len(body)).encode())])
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        # more_body is optional in ASGI; litestar's TypedDict makes it required.
+        await send({"type": "http.response.body", "body": body})  # type: ignore[arg-type]
         return
     await send(
         {"type": "http.response.start", "status": status, "headers": _raw_headers(response, [])}
@@ -131,12 +141,13 @@ async def send_response(response: Response[Any] | Stream, receive: Receive, send
 async def _pump(iterator: AsyncIterator[bytes], send: Send) -> None:
     async for chunk in iterator:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
+    # more_body is optional in ASGI; litestar's TypedDict makes it required.
+    await send({"type": "http.response.body", "body": b""})  # type: ignore[arg-type]
 
 
 async def _until_disconnect(receive: Receive) -> None:
     while True:
-        message: Message = await receive()
+        message: ReceiveMessage = await receive()
         if message["type"] == "http.disconnect":
             return
 
@@ -168,7 +179,8 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route one ASGI connection."""
         route = self.routes.get(scope["path"]) if scope["type"] == "http" else None
-        if route is None or scope["method"] != "POST":
+        # A route is only looked up for an http scope, so `scope` is an HTTPScope here.
+        if route is None or cast(HTTPScope, scope)["method"] != "POST":
             await self.app(scope, receive, send)
             return
         family, handler = route

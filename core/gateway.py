@@ -12,7 +12,7 @@ from tokone.core.config import Config, ConfigError
 from tokone.core.db import make_engine
 from tokone.core.keys import KeyHasher
 from tokone.core.plugins import make_plugin_manager
-from tokone.providers.base import Adapter
+from tokone.core.upstream import Adapter
 
 
 class Gateway:

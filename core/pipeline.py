@@ -19,7 +19,7 @@ from tokone.core.gateway import Gateway, gather_awaitables
 from tokone.core.health import health
 from tokone.core.tokens import MAX_TOKENS, token_count
 from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
-from tokone.providers.base import StreamRelay, UpstreamError, UpstreamReply
+from tokone.core.upstream import StreamRelay, UpstreamError, UpstreamReply
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 

@@ -34,12 +34,13 @@ Here:
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers import BaseRouteHandler
+from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError, error_body, error_bytes
 from tokone.core.gateway import Gateway
@@ -47,7 +48,7 @@ from tokone.core.ingress import client_key, decode_body, new_request_id
 from tokone.core.model_names import check_model
 from tokone.core.routes_openai import OpenAIParams
 from tokone.core.types import Call, Candidate, Family, Principal
-from tokone.providers.base import UpstreamReply, sse_data
+from tokone.core.upstream import UpstreamReply, sse_data
 
 FAMILY = Family.OPENAI
 ENVELOPE = ("type", "stream_id")
@@ -133,8 +134,11 @@ async def refuse(socket: WebSocket[Any, Any, Any], error: GatewayError) -> None:
         return
     headers = [(b"content-type", b"application/json")]
     headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
-    await socket.send({"type": f"{DENIAL}.start", "status": error.status, "headers": headers})
-    await socket.send({"type": f"{DENIAL}.body", "body": error_bytes(FAMILY, error)})
+    # f-strings type as `str`, not the TypedDicts' Literal tags; more_body is optional in ASGI.
+    start = {"type": f"{DENIAL}.start", "status": error.status, "headers": headers}
+    await socket.send(cast(WebSocketResponseStartEvent, start))
+    body = {"type": f"{DENIAL}.body", "body": error_bytes(FAMILY, error)}
+    await socket.send(cast(WebSocketResponseBodyEvent, body))
 
 
 async def relay_turn(
@@ -202,7 +206,8 @@ async def serve_socket(gateway: Gateway, socket: WebSocket[Any, Any, Any]) -> No
             message = await socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            frame = message.get("text") or message.get("bytes") or ""
+            # After the disconnect check, only websocket.receive events arrive here.
+            frame = cast("str | bytes", message.get("text") or message.get("bytes") or "")
             if not await run_turn(gateway, socket, key, frame):
                 await socket.close(code=POLICY_VIOLATION, reason="API key no longer valid")
                 return

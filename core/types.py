@@ -12,7 +12,7 @@ from tokone.core.tokens import estimate_chars
 
 if TYPE_CHECKING:
     from tokone.core.config import ProviderConfig
-    from tokone.providers.base import Adapter
+    from tokone.core.upstream import Adapter
 
 
 GEMINI_ACTIONS = (

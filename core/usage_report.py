@@ -104,7 +104,7 @@ def usage_report(engine: Engine, wanted: UsageFilter) -> UsageReport:
     """Sum the usage records `wanted` selects, per account, key and model."""
     errors = func.sum(case((UsageRecord.status >= 400, 1), else_=0))
     query = (
-        select(
+        select(  # type: ignore[call-overload]  # sqlmodel's stubs stop at 4 columns
             Account.name,
             UsageRecord.key_id,
             ApiKey.prefix,

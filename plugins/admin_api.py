@@ -15,7 +15,7 @@ change made here applies to this process at once).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 from litestar import Request, Response, Router, get, post, put
@@ -450,7 +450,8 @@ def admin_router(gateway: Gateway) -> Router:
             row = ops.set_key_status(engine, key_id, status)
             return key_out(row, ops.account_name(engine, row.account_id))
 
-        handler.__doc__ = f"Set the key's status to `{status}`."
+        # HTTPRouteHandler has __slots__, but the `post` subclass does not, so this works.
+        cast(Any, handler).__doc__ = f"Set the key's status to `{status}`."
         return handler
 
     @post("/keys/{key_id:int}/rotate", sync_to_thread=True, status_code=200)

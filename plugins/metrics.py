@@ -29,15 +29,22 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         labels = ("family", "endpoint", "model", "provider", "status")
-        self.requests = Counter("tokone_requests", "Finished calls.", labels,
-                                registry=self.registry)
-        self.tokens = Counter("tokone_tokens", "Tokens metered.", ("model", "kind"),
-                              registry=self.registry)
-        self.cost = Counter("tokone_cost_micro_units", "Micro-units charged.", ("model",),
-                            registry=self.registry)
-        self.latency = Histogram("tokone_request_duration_seconds",
-                                 "Time from arrival to the last byte.", ("family", "endpoint"),
-                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.requests = Counter(
+            "tokone_requests", "Finished calls.", labels, registry=self.registry
+        )
+        self.tokens = Counter(
+            "tokone_tokens", "Tokens metered.", ("model", "kind"), registry=self.registry
+        )
+        self.cost = Counter(
+            "tokone_cost_micro_units", "Micro-units charged.", ("model",), registry=self.registry
+        )
+        self.latency = Histogram(
+            "tokone_request_duration_seconds",
+            "Time from arrival to the last byte.",
+            ("family", "endpoint"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
 
 def metrics_of(gateway: Gateway) -> Metrics:
@@ -56,8 +63,9 @@ def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
     so a bad number never makes this raise.
     """
     m = metrics_of(gateway)
-    m.requests.labels(call.family.value, call.endpoint, call.model, outcome.provider,
-                      str(outcome.status)).inc()
+    m.requests.labels(
+        call.family.value, call.endpoint, call.model, outcome.provider, str(outcome.status)
+    ).inc()
     usage = outcome.usage
     if positive(usage.input_tokens):
         m.tokens.labels(call.model, "input").inc(usage.input_tokens)

@@ -51,7 +51,7 @@ import math
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerMinute
@@ -264,7 +264,7 @@ class RateLimiter:
             for rule, ok in zip(requests, checks, strict=False):
                 if not ok:
                     raise await self.refusal(call, rules, rule)
-            for state in checks[len(requests) :]:
+            for state in cast("list[WindowState]", checks[len(requests) :]):
                 if state.remaining <= 0:
                     raise await self.refusal(call, rules, state.rule)
             hits = await asyncio.gather(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from typing import cast
 
 from tokone.core.config import ProviderConfig
 from tokone.core.errors import GatewayError
@@ -33,7 +34,7 @@ def order_by_priority_and_weight(
     candidates: list[Candidate], rng: random.Random | None = None
 ) -> list[Candidate]:
     """Highest priority first; within a priority, a weighted random order (weight 0 last)."""
-    rng = rng or random
+    rng = rng or cast(random.Random, random)  # the module has the same API
     tiers: dict[int, list[Candidate]] = {}
     for candidate in candidates:
         tiers.setdefault(candidate.provider.priority, []).append(candidate)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import msgspec
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Family, Usage
-from tokone.providers.base import (
+from tokone.core.upstream import (
     Adapter,
     StreamRelay,
     UpstreamReply,

@@ -25,7 +25,7 @@ from tokone.core.hookspecs import hookimpl
 from tokone.core.model_names import check_model
 from tokone.core.tokens import estimate_chars, estimate_tokens
 from tokone.core.types import GEMINI_ACTIONS, Call, Family, Usage
-from tokone.providers.base import (
+from tokone.core.upstream import (
     Adapter,
     StreamRelay,
     UpstreamReply,

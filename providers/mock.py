@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 import msgspec
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Family, Usage
+from tokone.core.upstream import Adapter, UpstreamReply
 from tokone.providers import mock_anthropic, mock_gemini
-from tokone.providers.base import Adapter, UpstreamReply
+from tokone.providers.mock_words import REPLY, WORDS, count_words
 from tokone.providers.openai import (
     PATHS,
     STRIP_USAGE,
@@ -24,27 +25,7 @@ from tokone.providers.openai import (
     ResponsesStreamRelay,
 )
 
-REPLY = "Hello! I am the TokOne mock model, answering without any upstream account."
-WORDS = REPLY.split(" ")
 _encode = msgspec.json.encode
-
-
-def count_words(value: Any) -> int:
-    """Words in every string of a JSON value, skipping the keys `model`, `role` and `type`.
-
-    Walks the value with a stack rather than recursion, so a deeply nested body (which the
-    decoder accepts up to its own limit) cannot raise RecursionError.
-    """
-    words, stack = 0, [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            words += len(item.split())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(v for k, v in item.items() if k not in ("model", "role", "type"))
-    return words
 
 
 def input_text_tokens(body: dict[str, Any]) -> int:

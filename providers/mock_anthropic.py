@@ -1,6 +1,6 @@
 """Anthropic Messages answers of the bundled `mock` provider (see :mod:`tokone.providers.mock`).
 
-The same deterministic reply as the OpenAI side: the words of ``mock.REPLY``, one
+The same deterministic reply as the OpenAI side: the words of ``mock_words.REPLY``, one
 ``text_delta`` per word when streamed, output tokens = the number of words, input tokens =
 the words of the request's ``system`` and ``messages``, no prompt cache. Streams follow the
 real event sequence (``message_start``, ``content_block_start``, ``ping``, deltas,
@@ -16,9 +16,9 @@ from typing import Any
 
 import msgspec
 from tokone.core.types import Call
-from tokone.providers import mock
+from tokone.core.upstream import UpstreamReply
+from tokone.providers import mock_words
 from tokone.providers.anthropic import MessagesStreamRelay, usage_from_message
-from tokone.providers.base import UpstreamReply
 
 ENDPOINTS = frozenset({"messages", "messages.count_tokens"})
 JSON_HEADERS = {"content-type": "application/json"}
@@ -27,7 +27,9 @@ _encode = msgspec.json.encode
 
 def input_tokens(body: dict[str, Any]) -> int:
     """Words of the request's system prompt and messages (at least 1)."""
-    return max(1, mock.count_words(body.get("system")) + mock.count_words(body.get("messages")))
+    return max(
+        1, mock_words.count_words(body.get("system")) + mock_words.count_words(body.get("messages"))
+    )
 
 
 def usage_object(input_count: int, output_count: int) -> dict[str, Any]:
@@ -48,10 +50,10 @@ def message(model: str, input_count: int, *, done: bool) -> dict[str, Any]:
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": mock.REPLY}] if done else [],
+        "content": [{"type": "text", "text": mock_words.REPLY}] if done else [],
         "stop_reason": "end_turn" if done else None,
         "stop_sequence": None,
-        "usage": usage_object(input_count, len(mock.WORDS) if done else 1),
+        "usage": usage_object(input_count, len(mock_words.WORDS) if done else 1),
     }
 
 
@@ -80,13 +82,13 @@ async def stream(model: str, input_count: int) -> AsyncIterator[bytes]:
     yield _event("message_start", message=message(model, input_count, done=False))
     yield _event("content_block_start", index=0, content_block={"type": "text", "text": ""})
     yield _event("ping")
-    for i, word in enumerate(mock.WORDS):
+    for i, word in enumerate(mock_words.WORDS):
         text = word if i == 0 else " " + word
         yield _event("content_block_delta", index=0, delta={"type": "text_delta", "text": text})
     yield _event("content_block_stop", index=0)
     yield _event(
         "message_delta",
         delta={"stop_reason": "end_turn", "stop_sequence": None},
-        usage=usage_object(input_count, len(mock.WORDS)),
+        usage=usage_object(input_count, len(mock_words.WORDS)),
     )
     yield _event("message_stop")

@@ -1,6 +1,6 @@
 """The mock provider's Gemini dialect: deterministic answers in Google's wire format.
 
-Same rules as the OpenAI mock: the reply is :data:`~tokone.providers.mock.REPLY`, output
+Same rules as the OpenAI mock: the reply is :data:`~tokone.providers.mock_words.REPLY`, output
 tokens = its word count (one word per stream chunk, each chunk carrying the running
 ``usageMetadata`` as Google's does), input tokens = the words of the request's text
 (``contents`` and ``systemInstruction``). ``countTokens`` answers that input count;
@@ -15,8 +15,8 @@ from typing import Any
 
 import msgspec
 from tokone.core.types import Call
-from tokone.providers import mock
-from tokone.providers.base import UpstreamReply
+from tokone.core.upstream import UpstreamReply
+from tokone.providers import mock_words
 from tokone.providers.gemini import (
     ACTIONS,
     BATCH_EMBED,
@@ -39,7 +39,7 @@ def input_words(body: dict[str, Any]) -> int:
         body = request
     keys = ("contents", "systemInstruction", "system_instruction")
     counted = {k: body[k] for k in keys if k in body}
-    return max(1, mock.count_words(counted))
+    return max(1, mock_words.count_words(counted))
 
 
 def usage_metadata(input_tokens: int, output_tokens: int) -> dict[str, Any]:
@@ -66,7 +66,7 @@ async def stream(model: str, input_tokens: int) -> AsyncIterator[bytes]:
     Google frames its SSE events with CRLF; the mock does too, so the relay's handling of it
     is exercised without an upstream.
     """
-    words = mock.WORDS
+    words = mock_words.WORDS
     response_id = uuid.uuid4().hex[:22]
     last = len(words) - 1
     for i, word in enumerate(words):
@@ -99,8 +99,8 @@ def send(call: Call, model: str) -> UpstreamReply:
                 relay=GeminiStreamRelay(call),
             )
         payload = {
-            "candidates": [candidate(mock.REPLY, True)],
-            "usageMetadata": usage_metadata(input_tokens, len(mock.WORDS)),
+            "candidates": [candidate(mock_words.REPLY, True)],
+            "usageMetadata": usage_metadata(input_tokens, len(mock_words.WORDS)),
             "modelVersion": model,
             "responseId": uuid.uuid4().hex[:22],
         }

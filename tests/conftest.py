@@ -94,9 +94,19 @@ class Gateway:
         port = port or self.port
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tokone.core.cli", "--config", str(self.config_path),
-             "serve", "--port", str(port)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.directory,
+            [
+                sys.executable,
+                "-m",
+                "tokone.core.cli",
+                "--config",
+                str(self.config_path),
+                "serve",
+                "--port",
+                str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.directory,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         deadline = time.monotonic() + timeout
@@ -125,8 +135,10 @@ class Gateway:
         """Run a `tokone` CLI command against this gateway's config; return its stdout."""
         result = CliRunner().invoke(cli_app, ["--config", str(self.config_path), *args])
         if result.exit_code != 0:
-            raise AssertionError(f"tokone {' '.join(args)} failed ({result.exit_code}):\n"
-                                 f"{result.output}{result.stderr if result.stderr_bytes else ''}")
+            raise AssertionError(
+                f"tokone {' '.join(args)} failed ({result.exit_code}):\n"
+                f"{result.output}{result.stderr if result.stderr_bytes else ''}"
+            )
         return result.stdout
 
     def funded_key(self, account: str = "demo", amount: str = "10", *extra: str) -> str:
@@ -200,8 +212,9 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """
     started: list[Gateway] = []
 
-    def factory(extra: str = "", *, database: str | None = None, mock: bool = True,
-                start: bool = True) -> Gateway:
+    def factory(
+        extra: str = "", *, database: str | None = None, mock: bool = True, start: bool = True
+    ) -> Gateway:
         port = free_port()
         directory = tmp_path / f"gw{len(started)}"
         directory.mkdir()

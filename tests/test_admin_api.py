@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 from ledger_checks import assert_ledger_consistent, database_url, wait_settled
-from tokone.providers.mock import WORDS
+from tokone.providers.mock_words import WORDS
 
 ADMIN = {"authorization": "Bearer admin-test-key"}
 MESSAGES = [{"role": "user", "content": "say hello to me"}]
@@ -44,10 +44,18 @@ def test_only_admin_keys_get_in_and_the_schema_lists_the_api(gateway, admin):
 
     schema = httpx.get(gateway.url + "/schema/openapi.json").json()
     paths = schema["paths"]
-    for path in ("/admin/accounts", "/admin/accounts/{name}/topups", "/admin/groups/{name}",
-                 "/admin/keys/{key_id}/rotate", "/admin/codes", "/admin/usage",
-                 "/v1/dashboard/balance", "/v1/dashboard/usage", "/v1/dashboard/redeem",
-                 "/pricing"):
+    for path in (
+        "/admin/accounts",
+        "/admin/accounts/{name}/topups",
+        "/admin/groups/{name}",
+        "/admin/keys/{key_id}/rotate",
+        "/admin/codes",
+        "/admin/usage",
+        "/v1/dashboard/balance",
+        "/v1/dashboard/usage",
+        "/v1/dashboard/redeem",
+        "/pricing",
+    ):
         assert path in paths, path
     override = paths["/admin/accounts/{name}/override"]["put"]
     assert "own price multiplier" in override["description"]
@@ -61,16 +69,18 @@ def test_accounts_money_and_checks(gateway, admin):
     assert admin.post("/accounts", json={"name": "x", "group": "nope"}).status_code == 404
     assert admin.get("/accounts/nobody").status_code == 404
 
-    assert admin.post("/accounts/acme/topups", json={"amount": "2.5"}).json()["balance_micro"] \
+    assert (
+        admin.post("/accounts/acme/topups", json={"amount": "2.5"}).json()["balance_micro"]
         == 2_500_000
-    assert admin.post("/accounts/acme/topups", json={"amount": 1}).json()["balance"] \
-        == "3.500000"
+    )
+    assert admin.post("/accounts/acme/topups", json={"amount": 1}).json()["balance"] == "3.500000"
     assert admin.post("/accounts/acme/topups", json={"amount": 2.5}).status_code == 400  # float
     assert admin.post("/accounts/acme/topups", json={"amount": "-1"}).status_code == 400
     assert admin.post("/accounts/acme/topups", json={"amount": "0.0000001"}).status_code == 400
     assert admin.post("/accounts/acme/topups", json={}).status_code == 400
-    adjusted = admin.post("/accounts/acme/adjustments",
-                          json={"amount_micro": -500_000, "note": "promo reversed"})
+    adjusted = admin.post(
+        "/accounts/acme/adjustments", json={"amount_micro": -500_000, "note": "promo reversed"}
+    )
     assert adjusted.json()["balance_micro"] == 3_000_000
 
     key = admin.post("/keys", json={"account": "acme", "name": "ci"}).json()["key"]
@@ -118,8 +128,10 @@ def test_groups_and_overrides_reprice_calls(gateway, admin):
     time.sleep(1.1)  # keys (and so overrides) are re-read every second
     chat(gateway, key)
     assert wait_settled(url, "g", 2).usage_cost == 7 + 56
-    assert admin.put("/accounts/g/override", json={"multiplier": None}).json()[
-        "multiplier_override"] is None
+    assert (
+        admin.put("/accounts/g/override", json={"multiplier": None}).json()["multiplier_override"]
+        is None
+    )
 
 
 def test_keys_lifecycle(gateway, admin):
@@ -130,8 +142,9 @@ def test_keys_lifecycle(gateway, admin):
     key, key_id = created.json()["key"], created.json()["id"]
     assert key.startswith("sk-") and key not in str(admin.get("/keys").json())
     listed = admin.get("/keys", params={"account": "k"}).json()
-    assert [(k["id"], k["models"], k["status"]) for k in listed] == [(key_id, ["mock-*"],
-                                                                      "enabled")]
+    assert [(k["id"], k["models"], k["status"]) for k in listed] == [
+        (key_id, ["mock-*"], "enabled")
+    ]
     chat(gateway, key)
 
     assert admin.post(f"/keys/{key_id}/disable").json()["status"] == "disabled"
@@ -160,8 +173,11 @@ def test_codes_and_usage(gateway, admin):
 
     admin.post("/accounts", json={"name": "u"})
     key = admin.post("/keys", json={"account": "u"}).json()["key"]
-    redeemed = httpx.post(gateway.url + "/v1/dashboard/redeem", json={"code": made["codes"][0]},
-                          headers={"authorization": f"Bearer {key}"})
+    redeemed = httpx.post(
+        gateway.url + "/v1/dashboard/redeem",
+        json={"code": made["codes"][0]},
+        headers={"authorization": f"Bearer {key}"},
+    )
     assert redeemed.json()["balance_micro"] == 500_000
     assert [c["redeemed_by"] for c in admin.get("/codes").json()] == ["u", None]
     assert len(admin.get("/codes", params={"unused": True}).json()) == 1

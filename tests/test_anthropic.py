@@ -23,7 +23,7 @@ from tokone.core.config import ProviderConfig
 from tokone.core.tokens import estimate_chars
 from tokone.core.types import Call, Family, Usage
 from tokone.providers.anthropic import AnthropicAdapter, MessagesStreamRelay
-from tokone.providers.mock import REPLY, WORDS
+from tokone.providers.mock_words import REPLY, WORDS
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 UPSTREAM_KEY = "upstream-secret"
@@ -123,7 +123,10 @@ def test_mock_answers_messages_streams_and_counts(gateway, account):
 
     record = usage_record(gateway, raw.headers["x-request-id"])
     assert (record["input_tokens"], record["output_tokens"], record["estimated"]) == (
-        10, len(WORDS), 0)
+        10,
+        len(WORDS),
+        0,
+    )
     data = show(gateway, account)
     assert data["usage"]["requests"] == 3  # count_tokens is recorded, for free
     assert data["usage"]["input_tokens"] == 23
@@ -143,8 +146,13 @@ def test_mock_stream_is_anthropics_event_sequence(gateway, account):
         names = [line[7:] for line in response.iter_lines() if line.startswith("event: ")]
     deltas = ["content_block_delta"] * len(WORDS)
     assert names == [
-        "message_start", "content_block_start", "ping", *deltas,
-        "content_block_stop", "message_delta", "message_stop",
+        "message_start",
+        "content_block_start",
+        "ping",
+        *deltas,
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
     ]
 
 
@@ -173,7 +181,11 @@ def test_adapter_relays_text_usage_and_uses_its_own_key(gateway, upstream, accou
     assert "authorization" not in seen.headers and "anthropic-beta" not in seen.headers
     assert not any(key in value for value in seen.headers.values())
     assert seen.json == {
-        "max_tokens": 100, "messages": user(), "model": "claude-sonnet-4-5", "system": SYSTEM}
+        "max_tokens": 100,
+        "messages": user(),
+        "model": "claude-sonnet-4-5",
+        "system": SYSTEM,
+    }
 
 
 def test_adapter_stream_maps_the_model_and_bills_cache_reads(gateway, upstream, account):
@@ -211,7 +223,9 @@ def test_beta_calls_versions_and_count_tokens_are_forwarded(gateway, upstream, a
     )
     assert message.content[0].text == reply_text("claude-sonnet-4-5", N)
     counted = sdk.beta.messages.count_tokens(
-        model="claude-sonnet-4-5", messages=user(), betas=["context-1m-2025-08-07"],
+        model="claude-sonnet-4-5",
+        messages=user(),
+        betas=["context-1m-2025-08-07"],
         extra_query={"beta": "true"},
     )
     assert counted.input_tokens == 10
@@ -256,7 +270,8 @@ def test_refusals_come_in_anthropics_error_shape(gateway, account):
     key = gateway.funded_key(account)
     with pytest.raises(anthropic.AuthenticationError) as auth:
         client(gateway, "sk-not-a-real-key").messages.create(
-            model="mock-1", max_tokens=5, messages=user())
+            model="mock-1", max_tokens=5, messages=user()
+        )
     assert auth.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.AuthenticationError):
         client(gateway, "sk-not-a-real-key").models.list()
@@ -285,8 +300,11 @@ def test_refusals_come_in_anthropics_error_shape(gateway, account):
         assert response.json()["type"] == "error"
         assert response.json()["error"]["type"] == "invalid_request_error"
         assert message in response.json()["error"]["message"]
-    in_query = httpx.post(gateway.url + f"/v1/messages?beta=true&key={key}", headers=headers,
-                          json={"model": "mock-1", "max_tokens": 5, "messages": user()})
+    in_query = httpx.post(
+        gateway.url + f"/v1/messages?beta=true&key={key}",
+        headers=headers,
+        json={"model": "mock-1", "max_tokens": 5, "messages": user()},
+    )
     assert in_query.status_code == 400 and in_query.json()["type"] == "error"
     assert show(gateway, account)["balance_micro"] == 10_000_000
 
@@ -316,9 +334,10 @@ def test_cut_stream_raises_and_bills_only_what_was_delivered(gateway, upstream, 
     sdk = client(gateway, gateway.funded_key(account))
     upstream.cut_stream_after(5)
     pieces: list[str] = []
-    with pytest.raises(anthropic.APIStatusError) as cut, sdk.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=100, messages=user()
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIStatusError) as cut,
+        sdk.messages.stream(model="claude-sonnet-4-5", max_tokens=100, messages=user()) as stream,
+    ):
         request_id = stream.response.headers["x-request-id"]
         pieces.extend(stream.text_stream)
     assert cut.value.type == "api_error" and "Stream failed" in cut.value.api_message
@@ -337,15 +356,36 @@ def test_relay_keeps_message_start_input_when_message_delta_has_only_output():
     """Older servers send `message_delta.usage = {"output_tokens": N}` only."""
     call = Call(request_id="req_x", family=Family.ANTHROPIC, endpoint="messages", model="m")
     relay = MessagesStreamRelay(call)
-    start = {"type": "message_start", "message": {"usage": {
-        "input_tokens": 4, "cache_creation_input_tokens": 6, "cache_read_input_tokens": 10,
-        "output_tokens": 1, "service_tier": "priority"}}}
+    start = {
+        "type": "message_start",
+        "message": {
+            "usage": {
+                "input_tokens": 4,
+                "cache_creation_input_tokens": 6,
+                "cache_read_input_tokens": 10,
+                "output_tokens": 1,
+                "service_tier": "priority",
+            }
+        },
+    }
     events = [
         ("message_start", start),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": "Hi there"}}),
-        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                           "usage": {"output_tokens": 7}}),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Hi there"},
+            },
+        ),
+        (
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn"},
+                "usage": {"output_tokens": 7},
+            },
+        ),
         ("message_stop", {"type": "message_stop"}),
     ]
     stream = b"".join(
@@ -356,16 +396,23 @@ def test_relay_keeps_message_start_input_when_message_delta_has_only_output():
     assert relayed + relay.finish() == stream  # relayed byte for byte
     assert relay.finished and relay.saw_usage and relay.delivered_chars == len("Hi there")
     assert relay.usage == Usage(
-        input_tokens=20, output_tokens=7, cached_input_tokens=10, service_tier="priority")
+        input_tokens=20, output_tokens=7, cached_input_tokens=10, service_tier="priority"
+    )
     assert relay.saw_input and relay.saw_output  # input from message_start, output final
 
 
 def test_base_url_may_or_may_not_end_in_v1():
     call = Call(request_id="req_x", family=Family.ANTHROPIC, endpoint="messages", model="m")
-    root = AnthropicAdapter(ProviderConfig(
-        name="a", adapter="anthropic", models=["m"], base_url="https://api.anthropic.com"))
-    versioned = AnthropicAdapter(ProviderConfig(
-        name="b", adapter="anthropic", models=["m"], base_url="http://proxy.local/v1/"))
+    root = AnthropicAdapter(
+        ProviderConfig(
+            name="a", adapter="anthropic", models=["m"], base_url="https://api.anthropic.com"
+        )
+    )
+    versioned = AnthropicAdapter(
+        ProviderConfig(
+            name="b", adapter="anthropic", models=["m"], base_url="http://proxy.local/v1/"
+        )
+    )
     assert root.path(call) == "/v1/messages"
     call.beta_query = True
     assert versioned.path(call) == "/messages?beta=true"

@@ -26,7 +26,7 @@ from ledger_checks import (
 )
 from sqlalchemy import text
 from tokone.core.db import make_engine
-from tokone.providers.mock import WORDS
+from tokone.providers.mock_words import WORDS
 
 MESSAGES = [{"role": "user", "content": "say hello to me"}]
 BASE = 4 * 1 + len(WORDS) * 2  # mock-1: 4 input tokens at 1.0 + 12 output tokens at 2.0
@@ -154,18 +154,26 @@ def test_no_balance_is_402_in_every_family_shape(make_gateway):
     with pytest.raises(anthropic.APIStatusError) as ant:
         claude.messages.create(model="mock-1", max_tokens=100, messages=MESSAGES)
     assert ant.value.status_code == 402
-    assert ant.value.body == {"type": "error", "error": {
-        "type": "billing_error", "message": ant.value.body["error"]["message"]}}
+    assert ant.value.body == {
+        "type": "error",
+        "error": {"type": "billing_error", "message": ant.value.body["error"]["message"]},
+    }
     assert ant.value.response.headers["x-should-retry"] == "false"
 
-    gemini = genai.Client(api_key=key, http_options=genai_types.HttpOptions(
-        base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1)))
+    gemini = genai.Client(
+        api_key=key,
+        http_options=genai_types.HttpOptions(
+            base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1)
+        ),
+    )
     with pytest.raises(genai_errors.ClientError) as gem:
         gemini.models.generate_content(model="mock-1", contents="say hello to me")
     assert gem.value.code == 402 and gem.value.status == "RESOURCE_EXHAUSTED"
-    raw = httpx.post(gateway.url + "/v1beta/models/mock-1:generateContent",
-                     headers={"x-goog-api-key": key},
-                     json={"contents": [{"parts": [{"text": "hi"}]}]})
+    raw = httpx.post(
+        gateway.url + "/v1beta/models/mock-1:generateContent",
+        headers={"x-goog-api-key": key},
+        json={"contents": [{"parts": [{"text": "hi"}]}]},
+    )
     assert raw.status_code == 402 and raw.headers["x-should-retry"] == "false"
 
     state = read_ledger(database_url(gateway), "empty")
@@ -249,5 +257,6 @@ def test_a_model_without_a_price_is_refused_not_given_away(make_gateway):
 
     free = with_billing(make_gateway(unpriced, start=False), "allow_unpriced = true").start()
     reply = sdk(free, free.funded_key("anyone", "")).chat.completions.create(
-        model="mock-2", messages=MESSAGES)
+        model="mock-2", messages=MESSAGES
+    )
     assert reply.choices[0].message.content

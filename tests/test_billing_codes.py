@@ -20,8 +20,11 @@ def gateway(make_gateway):
 
 
 def redeem(gateway, key: str, code: str) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/dashboard/redeem", json={"code": code},
-                      headers={"authorization": f"Bearer {key}"})
+    return httpx.post(
+        gateway.url + "/v1/dashboard/redeem",
+        json={"code": code},
+        headers={"authorization": f"Bearer {key}"},
+    )
 
 
 def test_codes_are_printed_once_stored_hashed_and_redeemed_once(gateway):
@@ -38,8 +41,13 @@ def test_codes_are_printed_once_stored_hashed_and_redeemed_once(gateway):
     key = gateway.funded_key("user", "")
     first = redeem(gateway, key, codes[0].lower())  # codes are case-insensitive
     assert first.status_code == 200
-    assert first.json() == {"account": "user", "credited": "2.500000", "credited_micro": 2_500_000,
-                            "balance": "2.500000", "balance_micro": 2_500_000}
+    assert first.json() == {
+        "account": "user",
+        "credited": "2.500000",
+        "credited_micro": 2_500_000,
+        "balance": "2.500000",
+        "balance_micro": 2_500_000,
+    }
     again = redeem(gateway, key, codes[0])
     assert again.status_code == 409 and "already been redeemed" in again.json()["error"]["message"]
     assert redeem(gateway, key, "tkc-NOT-A-CODE").status_code == 404
@@ -59,11 +67,16 @@ def test_a_code_redeemed_concurrently_credits_exactly_once(gateway):
 
     async def race() -> list[int]:
         async with httpx.AsyncClient(timeout=30) as client:
-            return await asyncio.gather(*(
-                client.post(gateway.url + "/v1/dashboard/redeem", json={"code": code},
-                            headers={"authorization": f"Bearer {keys[i % 2]}"})
-                for i in range(40)
-            ))
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        gateway.url + "/v1/dashboard/redeem",
+                        json={"code": code},
+                        headers={"authorization": f"Bearer {keys[i % 2]}"},
+                    )
+                    for i in range(40)
+                )
+            )
 
     responses = asyncio.run(race())
     statuses = sorted(r.status_code for r in responses)

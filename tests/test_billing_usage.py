@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 from ledger_checks import database_url, wait_settled
-from tokone.providers.mock import WORDS
+from tokone.providers.mock_words import WORDS
 
 MESSAGES = [{"role": "user", "content": "say hello to me"}]
 BASE = 4 * 1 + len(WORDS) * 2
@@ -76,23 +76,33 @@ def test_users_see_their_own_balance_usage_and_prices(gateway):
 
     balance = httpx.get(gateway.url + "/v1/dashboard/balance", headers=headers).json()
     assert balance == {
-        "account": "vic", "group": "vip", "multiplier": 0.5,
-        "balance": "0.999972", "balance_micro": 1_000_000 - BASE, "held_micro": 0,
-        "available": "0.999972", "available_micro": 1_000_000 - BASE,
+        "account": "vic",
+        "group": "vip",
+        "multiplier": 0.5,
+        "balance": "0.999972",
+        "balance_micro": 1_000_000 - BASE,
+        "held_micro": 0,
+        "available": "0.999972",
+        "available_micro": 1_000_000 - BASE,
     }
-    usage = httpx.get(gateway.url + "/v1/dashboard/usage", headers=headers,
-                      params={"days": 7}).json()
+    usage = httpx.get(
+        gateway.url + "/v1/dashboard/usage", headers=headers, params={"days": 7}
+    ).json()
     assert usage["totals"]["requests"] == 2 and usage["totals"]["cost_micro"] == BASE
     assert {line["account"] for line in usage["lines"]} == {"vic"}  # never another account's
-    bad = httpx.get(gateway.url + "/v1/dashboard/usage", headers=headers,
-                    params={"since": "soon"})
+    bad = httpx.get(gateway.url + "/v1/dashboard/usage", headers=headers, params={"since": "soon"})
     assert bad.status_code == 400
 
     prices = httpx.get(gateway.url + "/pricing", headers=headers).json()
     assert prices["group"] == "vip" and prices["multiplier"] == 0.5
     by_model = {m["model"]: m for m in prices["models"]}
-    assert by_model["mock-1"] == {"model": "mock-1", "input": "0.5", "output": "1",
-                                  "cached_input": "0.5", "per_request": "0"}
+    assert by_model["mock-1"] == {
+        "model": "mock-1",
+        "input": "0.5",
+        "output": "1",
+        "cached_input": "0.5",
+        "per_request": "0",
+    }
     assert by_model["gpt-4o-mini"]["cached_input"] == "0.0375"  # 0.075 x 0.5, exactly
     assert prices["service_tiers"]["priority"] == 2.0
 

@@ -26,8 +26,12 @@ def test_first_run_with_the_shipped_config(tmp_path):
     """`tokone serve`, then accounts create/topup and keys create give a working key."""
     shutil.copy(ROOT / "tokone.toml", tmp_path / "tokone.toml")
     port = free_port()
-    server = subprocess.Popen([TOKONE, "serve", "--port", str(port)], cwd=tmp_path,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server = subprocess.Popen(
+        [TOKONE, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         for _ in range(100):
             try:
@@ -42,11 +46,16 @@ def test_first_run_with_the_shipped_config(tmp_path):
         assert key.startswith("sk-") and created.stdout.strip() == key
 
         sdk = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
-        reply = sdk.chat.completions.create(model="mock-1",
-                                            messages=[{"role": "user", "content": "hello"}])
+        reply = sdk.chat.completions.create(
+            model="mock-1", messages=[{"role": "user", "content": "hello"}]
+        )
         assert reply.choices[0].message.content
-        text = "".join(c.choices[0].delta.content or "" for c in sdk.chat.completions.create(
-            model="mock-1", messages=[{"role": "user", "content": "hello"}], stream=True))
+        text = "".join(
+            c.choices[0].delta.content or ""
+            for c in sdk.chat.completions.create(
+                model="mock-1", messages=[{"role": "user", "content": "hello"}], stream=True
+            )
+        )
         assert text == reply.choices[0].message.content
         for _ in range(50):
             shown = json.loads(run("accounts", "show", "demo", "--json", cwd=tmp_path).stdout)

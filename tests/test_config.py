@@ -37,7 +37,9 @@ def test_env_var_selects_the_file(tmp_path, monkeypatch):
 
 def test_env_substitution_with_default(tmp_path, monkeypatch):
     monkeypatch.setenv("UPSTREAM_KEY", "secret-value")
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [server]
 secret = "${NOT_SET_ANYWHERE:-fallback}"
 [[providers]]
@@ -46,7 +48,8 @@ adapter = "openai"
 base_url = "http://x/v1"
 api_key = "${UPSTREAM_KEY}"
 models = ["m"]
-""")
+""",
+    )
     config = load_config(str(path))
     assert config.providers[0].api_key == "secret-value"
     assert config.server.secret == "fallback"
@@ -58,11 +61,15 @@ models = ["m"]
         ("[server]\nport = 'eighty'\n", "key server.port: expected `int`, got `str`"),
         ("[server]\nprot = 80\n", "key server.prot: unknown key"),
         ("[[providers]]\nname = 'a'\nmodels = []\n", "key providers[0].adapter: required"),
-        ("[[providers]]\nname='a'\nadapter='openai'\nmodels=['m']\n",
-         "key providers[0].base_url: required for this adapter"),
-        ("[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\n"
-         "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\n",
-         "key providers[1].name: duplicate provider name"),
+        (
+            "[[providers]]\nname='a'\nadapter='openai'\nmodels=['m']\n",
+            "key providers[0].base_url: required for this adapter",
+        ),
+        (
+            "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\n"
+            "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\n",
+            "key providers[1].name: duplicate provider name",
+        ),
         ("[prices.m]\ninput = -1\n", "key prices.m.input: expected >= 0"),
         (
             "[[providers]]\nname='a'\nadapter='mock'\nmodels=['m']\nmax_connections=-1\n",

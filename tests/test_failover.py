@@ -92,9 +92,7 @@ def test_failure_before_the_first_byte_is_invisible_and_billed_once(
         assert (len(primary.requests), len(secondary.requests)) == (2, 3)
 
 
-def test_a_cut_after_the_first_byte_is_a_stream_error_not_a_retry(
-    make_gateway, make_fake_upstream
-):
+def test_a_cut_after_the_first_byte_is_a_stream_error_not_a_retry(make_gateway, make_fake_upstream):
     primary, secondary = make_fake_upstream(), make_fake_upstream()
     gateway = make_gateway(
         provider("primary", primary.base_url + "/v1", priority=10)
@@ -223,8 +221,7 @@ def test_a_stream_that_stalls_past_the_idle_timeout_ends_with_an_error(
     timeouts, make_gateway, make_fake_upstream
 ):
     upstream = make_fake_upstream()
-    gateway = make_gateway(provider("slow", upstream.base_url + "/v1", extra=timeouts),
-                           mock=False)
+    gateway = make_gateway(provider("slow", upstream.base_url + "/v1", extra=timeouts), mock=False)
     client = sdk(gateway, gateway.funded_key())
     upstream.stall_stream_after(3, 3.0)
     started = time.monotonic()

@@ -21,7 +21,7 @@ from google import genai
 from google.genai import errors, types
 from tokone.core.types import Call, Family
 from tokone.providers.gemini import GeminiStreamRelay, reply_usage
-from tokone.providers.mock import REPLY, WORDS
+from tokone.providers.mock_words import REPLY, WORDS
 
 N = 16
 PROMPT = "one two three four five six seven"  # 7 input tokens at the fake upstream and the mock
@@ -102,11 +102,19 @@ def summary(row: dict[str, Any]) -> tuple[str, int, int, int, bool, int]:
 
 def test_relay_reads_crlf_framed_sse_however_it_is_split():
     events = [
-        {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}],
-         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1}},
-        {"candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "STOP"}],
-         "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2,
-                           "thoughtsTokenCount": 4, "cachedContentTokenCount": 2}},
+        {
+            "candidates": [{"content": {"parts": [{"text": "Hel"}]}}],
+            "usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 1},
+        },
+        {
+            "candidates": [{"content": {"parts": [{"text": "lo"}]}, "finishReason": "STOP"}],
+            "usageMetadata": {
+                "promptTokenCount": 5,
+                "candidatesTokenCount": 2,
+                "thoughtsTokenCount": 4,
+                "cachedContentTokenCount": 2,
+            },
+        },
     ]
     wire = b"".join(b"data: " + json.dumps(e).encode() + b"\r\n\r\n" for e in events)
     for cut in range(1, len(wire)):
@@ -154,8 +162,11 @@ def test_mock_answers_every_action_in_both_api_versions(gateway, upstream, key):
         assert len(batch.embeddings) == 2
 
         assert [m.name for m in sdk.models.list()] == [
-            "models/gemini-2.5-flash", "models/gemini-thinking-cached", "models/mock-1",
-            "models/my-embedder"]
+            "models/gemini-2.5-flash",
+            "models/gemini-thinking-cached",
+            "models/mock-1",
+            "models/my-embedder",
+        ]
         assert sdk.models.get(model="mock-1").name == "models/mock-1"
     assert upstream.requests == []
 
@@ -265,8 +276,9 @@ def test_refusals_and_failures_in_gemini_shape(gateway, upstream, key):
     response = httpx.post(url + "?key=" + key, json=body)
     assert response.status_code == 400
     assert response.json()["error"]["status"] == "INVALID_ARGUMENT"
-    response = httpx.post(url.replace("generateContent", "explode"), json=body,
-                          headers={"x-goog-api-key": key})
+    response = httpx.post(
+        url.replace("generateContent", "explode"), json=body, headers={"x-goog-api-key": key}
+    )
     assert response.status_code == 404 and response.json()["error"]["status"] == "NOT_FOUND"
     response = httpx.post(url, content=b"{nope", headers={"x-goog-api-key": key})
     assert response.status_code == 400 and response.json()["error"]["code"] == 400

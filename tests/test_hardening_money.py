@@ -23,9 +23,9 @@ from tokone.core import pipeline
 from tokone.core.config import ProviderConfig
 from tokone.core.tokens import estimate_chars
 from tokone.core.types import Call, Candidate, Family, Outcome, Usage
+from tokone.core.upstream import UpstreamReply
 from tokone.plugins import metrics
 from tokone.providers.anthropic import MessagesStreamRelay
-from tokone.providers.base import UpstreamReply
 from tokone.providers.gemini import GeminiStreamRelay
 from tokone.providers.openai import ChatStreamRelay
 
@@ -257,7 +257,7 @@ def fake_gateway(outcomes: list[Outcome]) -> SimpleNamespace:
 
 async def cut_after(*chunks: bytes) -> AsyncIterator[bytes]:
     """An upstream stream that breaks after `chunks`."""
-    from tokone.providers.base import UpstreamError
+    from tokone.core.upstream import UpstreamError
 
     for chunk in chunks:
         yield chunk

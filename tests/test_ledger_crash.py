@@ -35,7 +35,9 @@ async def burst(url: str, key: str) -> None:
         async def one() -> None:
             with contextlib.suppress(httpx.HTTPError):
                 async with client.stream(
-                    "POST", url + "/v1/chat/completions", json={**BODY, "stream": True},
+                    "POST",
+                    url + "/v1/chat/completions",
+                    json={**BODY, "stream": True},
                     headers={"authorization": f"Bearer {key}"},
                 ) as response:
                     async for _ in response.aiter_bytes():

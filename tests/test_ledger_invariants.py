@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 from ledger_checks import CHAT, assert_ledger_consistent, database_url, fire, wait_settled
-from tokone.providers.mock import WORDS
+from tokone.providers.mock_words import WORDS
 
 MOCK_COST = 1 * 1 + len(WORDS) * 2  # "hi" = 1 input token at 1.0, 12 output tokens at 2.0
 
@@ -89,7 +89,10 @@ def test_refused_call_is_402_in_openai_shape_and_not_retried(gateway):
     assert error.response.headers["x-should-retry"] == "false"
     assert error.body["type"] == "insufficient_quota"
     assert error.body["code"] == "insufficient_quota"
-    streamed = httpx.post(gateway.url + "/v1/chat/completions", json={**CHAT, "stream": True},
-                          headers={"authorization": f"Bearer {key}"})
+    streamed = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={**CHAT, "stream": True},
+        headers={"authorization": f"Bearer {key}"},
+    )
     assert streamed.status_code == 402
     assert json.loads(streamed.text)["error"]["type"] == "insufficient_quota"

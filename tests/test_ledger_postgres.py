@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from ledger_checks import assert_ledger_consistent, fire, wait_settled
-from tokone.providers.mock import WORDS
+from tokone.providers.mock_words import WORDS
 
 MOCK_COST = 1 * 1 + len(WORDS) * 2
 

@@ -21,7 +21,9 @@ thorough = settings(max_examples=300, deadline=None)
 decimals = st.decimals(min_value=0, max_value=1000, places=6, allow_nan=False)
 prices = st.builds(
     lambda i, o, c: {"input": float(i), "output": float(o), "cached_input": float(c)},
-    decimals, decimals, decimals,
+    decimals,
+    decimals,
+    decimals,
 )
 multipliers = st.decimals(min_value=0, max_value=10, places=4).map(float)
 tokens = st.integers(min_value=0, max_value=10_000_000)
@@ -37,10 +39,12 @@ def gateway_for(price: dict, multiplier: float, tiers: dict[str, float] | None =
 
 
 def call(tier: str | None = None, override: float | None = None) -> Call:
-    principal = Principal(key_id=1, account_id=1, account_name="a", group="g",
-                          multiplier_override=override)
-    return Call("req", Family.OPENAI, "chat.completions", "m", principal=principal,
-                service_tier=tier)
+    principal = Principal(
+        key_id=1, account_id=1, account_name="a", group="g", multiplier_override=override
+    )
+    return Call(
+        "req", Family.OPENAI, "chat.completions", "m", principal=principal, service_tier=tier
+    )
 
 
 def exact_cost(price: dict, usage: Usage, factor: Fraction) -> Fraction:
@@ -66,8 +70,15 @@ def test_cost_is_the_exact_amount_rounded_half_up_once(price, multiplier, i, o, 
 
 
 @thorough
-@given(prices, multipliers, tokens, tokens, tokens, st.integers(1, 10_000), st.sampled_from(
-    ["input", "output", "cached"]))
+@given(
+    prices,
+    multipliers,
+    tokens,
+    tokens,
+    tokens,
+    st.integers(1, 10_000),
+    st.sampled_from(["input", "output", "cached"]),
+)
 def test_more_tokens_never_cost_less(price, multiplier, i, o, c, more, which):
     gateway = gateway_for(price, multiplier)
     before = Usage(input_tokens=i, output_tokens=o, cached_input_tokens=min(c, i))
@@ -76,13 +87,20 @@ def test_more_tokens_never_cost_less(price, multiplier, i, o, c, more, which):
         output_tokens=o + (more if which == "output" else 0),
         cached_input_tokens=min(c, i) + (more if which == "cached" else 0),
     )
-    assert (token_pricing.price(call(), after, gateway).amount
-            >= token_pricing.price(call(), before, gateway).amount)
+    assert (
+        token_pricing.price(call(), after, gateway).amount
+        >= token_pricing.price(call(), before, gateway).amount
+    )
 
 
 @thorough
-@given(st.integers(0, 10**7), st.integers(0, 10**7), multipliers,
-       st.sampled_from(["flex", "default", "priority"]), st.sampled_from([None, "flex", "auto"]))
+@given(
+    st.integers(0, 10**7),
+    st.integers(0, 10**7),
+    multipliers,
+    st.sampled_from(["flex", "default", "priority"]),
+    st.sampled_from([None, "flex", "auto"]),
+)
 def test_upstream_tier_wins_and_factors_apply_exactly(i, o, multiplier, served, requested):
     # whole-number prices: the base cost is an integer, so the factors are visible exactly
     price = {"input": 3.0, "output": 7.0, "cached_input": 1.0}
@@ -95,8 +113,9 @@ def test_upstream_tier_wins_and_factors_apply_exactly(i, o, multiplier, served, 
     exact = base * Fraction(Decimal(str(multiplier))) * Fraction(Decimal(str(tiers[served])))
     assert charge.amount == int(exact * 2 + 1) // 2
     # no tier from upstream: the requested one is billed (unknown tiers at 1x)
-    fallback = token_pricing.price(call(tier=requested), Usage(input_tokens=i, output_tokens=o),
-                                   gateway)
+    fallback = token_pricing.price(
+        call(tier=requested), Usage(input_tokens=i, output_tokens=o), gateway
+    )
     assert fallback.tier == (requested or "default")
     assert fallback.tier_factor == tiers.get(requested or "default", 1.0)
 
@@ -128,8 +147,7 @@ def test_format_then_parse_is_the_identity(micro):
 
 
 @thorough
-@given(st.decimals(min_value=-(MAX_UNITS - 1), max_value=MAX_UNITS - 1, places=6,
-                   allow_nan=False))
+@given(st.decimals(min_value=-(MAX_UNITS - 1), max_value=MAX_UNITS - 1, places=6, allow_nan=False))
 def test_parse_then_format_keeps_the_value(value):
     micro = parse_amount(str(value))
     assert Decimal(format_amount(micro)) == value
@@ -146,8 +164,21 @@ def test_parse_refuses_anything_else_with_a_message(text):
     assert Decimal(text.strip()) * 10**6 == micro
 
 
-@pytest.mark.parametrize("text", ["0.0000001", "1e-7", "sNaN", "NaN", "inf", "1e12",
-                                  "1234567890.0000001", "1e-9999999", "", "ten"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "0.0000001",
+        "1e-7",
+        "sNaN",
+        "NaN",
+        "inf",
+        "1e12",
+        "1234567890.0000001",
+        "1e-9999999",
+        "",
+        "ten",
+    ],
+)
 def test_parse_refuses_what_it_cannot_hold_exactly(text):
     with pytest.raises(AccountError):
         parse_amount(text)

@@ -19,10 +19,24 @@ from tokone.plugins import ledger
 
 
 def usage_row(request_id: str, account_id: int, cost: int) -> dict:
-    return dict(request_id=request_id, account_id=account_id, key_id=1, endpoint="chat",
-                model="m", provider="p", upstream_model="m", input_tokens=1,
-                cached_input_tokens=0, output_tokens=1, estimated=False, cost=cost,
-                multiplier=1.0, tier="default", status=200, latency_ms=1.0)
+    return dict(
+        request_id=request_id,
+        account_id=account_id,
+        key_id=1,
+        endpoint="chat",
+        model="m",
+        provider="p",
+        upstream_model="m",
+        input_tokens=1,
+        cached_input_tokens=0,
+        output_tokens=1,
+        estimated=False,
+        cost=cost,
+        multiplier=1.0,
+        tier="default",
+        status=200,
+        latency_ms=1.0,
+    )
 
 
 @pytest.fixture
@@ -32,13 +46,21 @@ def database(tmp_path):
     engine = make_engine(url)
     with engine.begin() as conn:
         for name in ("a", "b"):
-            conn.execute(text(
-                "INSERT INTO accounts (name, \"group\", balance, held, created_at) "
-                "VALUES (:n, 'default', 0, 0, 0)"), {"n": name})
-            conn.execute(text(
-                "INSERT INTO ledger_entries (account_id, kind, amount, actor, note, created_at) "
-                "SELECT id, 'topup', 1000, 'test', '', 0 FROM accounts WHERE name = :n"),
-                {"n": name})
+            conn.execute(
+                text(
+                    'INSERT INTO accounts (name, "group", balance, held, created_at) '
+                    "VALUES (:n, 'default', 0, 0, 0)"
+                ),
+                {"n": name},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO ledger_entries "
+                    "(account_id, kind, amount, actor, note, created_at) "
+                    "SELECT id, 'topup', 1000, 'test', '', 0 FROM accounts WHERE name = :n"
+                ),
+                {"n": name},
+            )
             conn.execute(text("UPDATE accounts SET balance = 1000 WHERE name = :n"), {"n": name})
     yield url, engine
     engine.dispose()
@@ -52,8 +74,7 @@ def test_leases_grow_in_order_while_the_balance_covers_their_need(database):
     async def grow_all() -> list[int | None]:
         loop = asyncio.get_running_loop()
         asks = [(400, 400), (100, 700), (500, 500), (1, 100), (1, 1)]  # (need, want)
-        jobs = [ledger._LeaseJob(1, need, want, loop.create_future(), loop)
-                for need, want in asks]
+        jobs = [ledger._LeaseJob(1, need, want, loop.create_future(), loop) for need, want in asks]
         writer._write(jobs)
         return [await job.future for job in jobs]
 
@@ -99,11 +120,13 @@ def test_a_duplicate_settlement_does_not_sink_the_rest_of_its_batch(database):
     url, engine = database
     writer = ledger.LedgerWriter(engine, 600)
     writer._write([ledger._SettleJob(1, usage_row("once", 1, 10))])
-    writer._write([
-        ledger._SettleJob(1, usage_row("once", 1, 10)),  # the same call again: refused
-        ledger._SettleJob(1, usage_row("other", 1, 20)),
-        ledger._SettleJob(2, usage_row("elsewhere", 2, 30)),
-    ])
+    writer._write(
+        [
+            ledger._SettleJob(1, usage_row("once", 1, 10)),  # the same call again: refused
+            ledger._SettleJob(1, usage_row("other", 1, 20)),
+            ledger._SettleJob(2, usage_row("elsewhere", 2, 30)),
+        ]
+    )
     a, b = assert_ledger_consistent(url, "a"), assert_ledger_consistent(url, "b")
     assert a.captures == {"once": 10, "other": 20} and a.balance == 1000 - 30
     assert b.captures == {"elsewhere": 30} and b.balance == 1000 - 30
@@ -115,7 +138,8 @@ def test_a_database_that_cannot_take_the_hold_is_503(tmp_path, monkeypatch):
     unreachable = make_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
     gateway = SimpleNamespace(config=config, engine=unreachable, state={})
     gateway.hook = SimpleNamespace(
-        price=lambda call, usage, gateway: SimpleNamespace(amount=5, detail={}))
+        price=lambda call, usage, gateway: SimpleNamespace(amount=5, detail={})
+    )
     principal = Principal(key_id=1, account_id=1, account_name="a", group="default")
     call = Call("r1", Family.OPENAI, "chat.completions", "m", raw=b"{}", principal=principal)
 

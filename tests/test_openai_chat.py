@@ -8,7 +8,7 @@ import time
 import httpx
 import openai
 import pytest
-from tokone.providers.mock import REPLY, WORDS
+from tokone.providers.mock_words import REPLY, WORDS
 
 
 @pytest.fixture
@@ -49,8 +49,11 @@ def test_plain_and_streaming_chat_are_answered_and_billed(gateway):
     # the client did not ask for usage, so the usage chunk the gateway requested is stripped
     assert all(c.usage is None for c in chunks)
 
-    with_usage = list(sdk.chat.completions.create(
-        model="mock-1", messages=messages, stream=True, stream_options={"include_usage": True}))
+    with_usage = list(
+        sdk.chat.completions.create(
+            model="mock-1", messages=messages, stream=True, stream_options={"include_usage": True}
+        )
+    )
     assert with_usage[-1].usage.completion_tokens == len(WORDS)
 
     data = wait_for_usage(gateway, 3)
@@ -117,7 +120,8 @@ def test_unknown_model_is_404_and_disallowed_model_is_403(gateway):
     restricted = client(gateway, gateway.funded_key("demo", "", "--models", "other-model"))
     with pytest.raises(openai.PermissionDeniedError) as info:
         restricted.chat.completions.create(
-            model="mock-1", messages=[{"role": "user", "content": "x"}])
+            model="mock-1", messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.response.headers["x-should-retry"] == "false"
     assert [m.id for m in restricted.models.list()] == []
 
@@ -148,8 +152,11 @@ def test_models_lists_what_the_key_may_use(gateway):
 )
 def test_bad_bodies_are_400_and_charge_nothing(gateway, body, message):
     key = gateway.funded_key()
-    response = httpx.post(gateway.url + "/v1/chat/completions", content=body,
-                          headers={"authorization": f"Bearer {key}"})
+    response = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        content=body,
+        headers={"authorization": f"Bearer {key}"},
+    )
     assert response.status_code == 400, response.text
     assert message in response.json()["error"]["message"]
     assert show(gateway)["balance_micro"] == 10_000_000
@@ -164,7 +171,8 @@ def test_unknown_path_is_404_in_openai_shape(gateway):
 def test_log_lines_are_json_with_request_id_and_never_the_key(gateway):
     key = gateway.funded_key()
     reply = client(gateway, key).chat.completions.with_raw_response.create(
-        model="mock-1", messages=[{"role": "user", "content": "hello"}])
+        model="mock-1", messages=[{"role": "user", "content": "hello"}]
+    )
     request_id = reply.headers["x-request-id"]
     wait_for_usage(gateway, 1)
     lines = [json.loads(line) for line in gateway.log.splitlines() if line.startswith("{")]

@@ -10,7 +10,7 @@ import pytest
 from tokone.core import pipeline
 from tokone.core.config import ProviderConfig
 from tokone.core.types import Call, Candidate, Family, Outcome
-from tokone.providers.base import UpstreamReply
+from tokone.core.upstream import UpstreamReply
 from tokone.providers.openai import ChatStreamRelay
 
 CHUNK = b'data: {"choices":[{"index":0,"delta":{"content":"Hello"}}]}\n\n'
@@ -34,18 +34,24 @@ def test_a_client_leaving_is_499_only_before_the_stream_completed(chunks, status
     outcomes: list[Outcome] = []
     recorder = SimpleNamespace(  # a `meter` hookimpl as pluggy lists it
         function=lambda call, outcome, gateway: outcomes.append(outcome),
-        argnames=("call", "outcome", "gateway"), plugin_name="recorder",
-        hookwrapper=False, wrapper=False,
+        argnames=("call", "outcome", "gateway"),
+        plugin_name="recorder",
+        hookwrapper=False,
+        wrapper=False,
     )
-    gateway = SimpleNamespace(hook=SimpleNamespace(
-        price=lambda call, usage, gateway: None,
-        meter=SimpleNamespace(get_hookimpls=lambda: [recorder]),
-    ), log=None)
+    gateway = SimpleNamespace(
+        hook=SimpleNamespace(
+            price=lambda call, usage, gateway: None,
+            meter=SimpleNamespace(get_hookimpls=lambda: [recorder]),
+        ),
+        log=None,
+    )
     call = Call("r1", Family.OPENAI, "chat.completions", "m", raw=b"{}", stream=True)
     provider = ProviderConfig(name="p", adapter="mock", models=["m"])
     candidate = Candidate(provider, None, "m")  # type: ignore[arg-type]
-    reply = UpstreamReply(status=200, headers={}, stream=upstream_that_lingers(*chunks),
-                          relay=ChatStreamRelay(call))
+    reply = UpstreamReply(
+        status=200, headers={}, stream=upstream_that_lingers(*chunks), relay=ChatStreamRelay(call)
+    )
 
     async def client_reads_then_leaves() -> None:
         relayed = pipeline.relay(gateway, call, candidate, reply)  # type: ignore[arg-type]

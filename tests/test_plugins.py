@@ -76,8 +76,9 @@ def test_module_path_plugin_from_config_and_disable(make_gateway, tmp_path, monk
     assert "usage_log" not in listing
     chat(gateway, gateway.funded_key())
     assert wait_cost(gateway, 1)["usage"]["cost_micro"] == 1234
-    events = [json.loads(line)["event"] for line in gateway.log.splitlines()
-              if line.startswith("{")]
+    events = [
+        json.loads(line)["event"] for line in gateway.log.splitlines() if line.startswith("{")
+    ]
     assert "request" not in events  # (test_openai_chat shows the line when enabled)
 
 
@@ -92,7 +93,16 @@ def test_unimportable_plugin_module_is_a_config_error(tmp_path):
 def test_every_hook_is_documented():
     from tokone.core import hookspecs
 
-    for name in ("register_providers", "authenticate", "admit", "route", "price", "meter",
-                 "routes", "startup", "shutdown"):
+    for name in (
+        "register_providers",
+        "authenticate",
+        "admit",
+        "route",
+        "price",
+        "meter",
+        "routes",
+        "startup",
+        "shutdown",
+    ):
         doc = getattr(hookspecs, name).__doc__
         assert doc and len(doc.split()) > 10, name

@@ -22,8 +22,9 @@ def ask(client: openai.OpenAI) -> None:
     client.chat.completions.create(model="mock-1", messages=HELLO)
 
 
-def count_until_refused(client: openai.OpenAI, limit: int = 20, pause: float = 0.0) -> tuple[
-        int, openai.RateLimitError]:
+def count_until_refused(
+    client: openai.OpenAI, limit: int = 20, pause: float = 0.0
+) -> tuple[int, openai.RateLimitError]:
     """Send calls until one is refused; return how many passed and the refusal."""
     for passed in range(limit):
         try:
@@ -197,8 +198,10 @@ def test_limits_hold_across_three_processes_sharing_redis(make_gateway, redis_pr
 
 
 def test_an_unreachable_storage_admits_calls_and_says_so(make_gateway):
-    gateway = make_gateway(f'[rate_limits]\nstorage = "redis://127.0.0.1:{free_port()}/0"\n'
-                           "rpm = 1\nmax_concurrent = 1\n")
+    gateway = make_gateway(
+        f'[rate_limits]\nstorage = "redis://127.0.0.1:{free_port()}/0"\n'
+        "rpm = 1\nmax_concurrent = 1\n"
+    )
     client = sdk(gateway, gateway.funded_key())
     ask(client)
     ask(client)

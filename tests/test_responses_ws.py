@@ -16,7 +16,7 @@ import pytest
 import websockets
 from conftest import KEY_ACCOUNTS, MOCK_PROVIDER, Gateway, new_key, records, start_gateway
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
-from tokone.providers.mock import REPLY, WORDS
+from tokone.providers.mock_words import REPLY, WORDS
 
 N = 16
 PROMPT = "one two three four five six seven"  # 7 input tokens at the fake upstream
@@ -109,7 +109,10 @@ def test_turns_through_the_openai_adapter_reach_the_upstream_as_streamed_posts(
     with client(gateway, key).responses.connect() as connection:
         first = turn(connection, model="gpt-4o-cached", input=PROMPT)
         second = turn(
-            connection, model="gpt-4o-mini", input="two words", stream_id="lane-b",
+            connection,
+            model="gpt-4o-mini",
+            input="two words",
+            stream_id="lane-b",
             service_tier="flex",
         )
     assert text_of(first) == reply_text("gpt-4o-cached", N)
@@ -123,7 +126,10 @@ def test_turns_through_the_openai_adapter_reach_the_upstream_as_streamed_posts(
     assert all(r.headers["authorization"] == "Bearer upstream-secret" for r in sent)
     assert all(key not in json.dumps(r.headers) for r in sent)
     assert sent[1].json == {
-        "model": "gpt-4o-mini", "input": "two words", "service_tier": "flex", "stream": True
+        "model": "gpt-4o-mini",
+        "input": "two words",
+        "service_tier": "flex",
+        "stream": True,
     }
 
     first_row, second_row = records(gateway, key, 2)

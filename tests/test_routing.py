@@ -161,12 +161,15 @@ def test_admin_switch_needs_an_admin_key_and_a_known_provider(make_gateway, make
     gateway = make_gateway(provider("only", upstream.base_url + "/v1"), mock=False)
     assert httpx.get(gateway.url + "/admin/providers").status_code == 401
     user_key = {"authorization": f"Bearer {gateway.funded_key()}"}
-    assert httpx.post(gateway.url + "/admin/providers/only/disable", headers=user_key
-                      ).status_code == 401
+    assert (
+        httpx.post(gateway.url + "/admin/providers/only/disable", headers=user_key).status_code
+        == 401
+    )
     missing = httpx.post(gateway.url + "/admin/providers/nope/disable", headers=ADMIN)
     assert missing.status_code == 404 and "nope" in missing.json()["error"]["message"]
-    done = httpx.post(gateway.url + "/admin/providers/only/disable", headers=ADMIN,
-                      json={"reason": "bad key"})
+    done = httpx.post(
+        gateway.url + "/admin/providers/only/disable", headers=ADMIN, json={"reason": "bad key"}
+    )
     assert done.status_code == 200
     assert (done.json()["state"], done.json()["disabled_reason"]) == ("disabled", "bad key")
     with pytest.raises(AssertionError, match="no provider named 'nope'"):
@@ -197,12 +200,17 @@ def test_every_channel_disabled_is_503_in_each_familys_shape(make_gateway, make_
     with pytest.raises(anthropic.APIStatusError) as an:
         claude.messages.create(model="claude-haiku-4-5", max_tokens=10, messages=HELLO)
     assert an.value.status_code == 503
-    assert an.value.body == {"type": "error", "error": {
-        "type": "overloaded_error", "message": oa.value.body["message"].replace(
-            "gpt-4o-mini", "claude-haiku-4-5")}}
+    assert an.value.body == {
+        "type": "error",
+        "error": {
+            "type": "overloaded_error",
+            "message": oa.value.body["message"].replace("gpt-4o-mini", "claude-haiku-4-5"),
+        },
+    }
 
     options = genai_types.HttpOptions(
-        base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1))
+        base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1)
+    )
     gemini = genai.Client(api_key=key, http_options=options)
     with pytest.raises(genai_errors.ServerError) as ge:
         gemini.models.generate_content(model="gemini-2.5-flash", contents="hello")

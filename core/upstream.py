@@ -1,4 +1,10 @@
-"""What every provider adapter provides, and the HTTP plumbing they share.
+"""The adapter contract: what every provider adapter provides, and the HTTP plumbing they share.
+
+Architecture: this module is the core's side of the boundary with `tokone.providers`. The
+core (pipeline, routes, gateway) knows adapters only through :class:`Adapter`,
+:class:`UpstreamReply`, :class:`UpstreamError` and :class:`StreamRelay` defined here; each
+provider module subclasses them and registers its adapter through the `register_providers`
+hook, so the core imports no provider (an import-linter contract holds it).
 
 An adapter knows one upstream wire format: how to authenticate upstream (its own key from
 config, never the client's), how to send a call, how to read usage out of a reply, and how
