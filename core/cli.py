@@ -1,13 +1,20 @@
-"""The `tokone` command line: serve, migrate, and manage accounts, keys and plugins."""
+"""The `tokone` command line: serve, migrate, and manage accounts, keys and plugins.
+
+Plugins add commands through the `register_commands` hook: a name that is not a built-in
+command is looked up among the commands of the plugins the config (``--config``,
+``$TOKONE_CONFIG`` or ``./tokone.toml``) loads, and ``tokone --help`` lists them too.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+import typer.main
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 from tokone.core import accounts as ops
@@ -16,8 +23,39 @@ from tokone.core.cli_providers import providers_app
 from tokone.core.config import Config, ConfigError, load_config
 from tokone.core.db import make_engine, upgrade
 from tokone.core.models import Account
+from typer.core import TyperGroup
+
+if TYPE_CHECKING:
+    import pluggy
+    from tokone.core.plugins import LoadedPlugin
+
+_PLUGINS_META = "tokone.plugins"
+_COMMANDS_META = "tokone.plugin_commands"
+
+
+class PluginCommandGroup(TyperGroup):
+    """The top-level `tokone` group: the built-in commands, then those plugins register.
+
+    Plugins are loaded (from the config the command line names) only when a name is not a
+    built-in command, or to list commands for ``--help``, so a built-in command never pays
+    for importing them and a built-in name always means the built-in command.
+    """
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's; a bad config ends the run with its one line."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        return plugin_commands(ctx, strict=not ctx.resilient_parsing).get(cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in command names, then plugins' (none when the config cannot be loaded)."""
+        names = super().list_commands(ctx)
+        return names + [n for n in plugin_commands(ctx, strict=False) if n not in names]
+
 
 app = typer.Typer(
+    cls=PluginCommandGroup,
     help="TokOne: one key for OpenAI-, Anthropic- and Gemini-compatible APIs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -67,6 +105,63 @@ def config_or_exit() -> Config:
         raise fail(str(exc)) from None
 
 
+def loaded_plugins(
+    ctx: click.Context | None = None,
+) -> tuple[Config, pluggy.PluginManager, list[LoadedPlugin]]:
+    """The config and plugins of this invocation, loaded once and kept in click's context.
+
+    The config is the one ``--config`` names (read from the parsed command line, so this
+    works before the group's callback has run), else ``$TOKONE_CONFIG`` or ./tokone.toml.
+    Raises :class:`ConfigError` for a bad file or a bad `[plugins.NAME]` table.
+    """
+    from tokone.core.plugins import make_plugin_manager
+
+    ctx = ctx or click.get_current_context(silent=True)
+    meta = ctx.meta if ctx is not None else {}
+    if _PLUGINS_META not in meta:
+        path = ctx.find_root().params.get("config") if ctx is not None else _state["config"]
+        config = load_config(path)
+        pm, loaded = make_plugin_manager(config)
+        meta[_PLUGINS_META] = (config, pm, loaded)
+    result: tuple[Config, pluggy.PluginManager, list[LoadedPlugin]] = meta[_PLUGINS_META]
+    return result
+
+
+def plugin_commands(ctx: click.Context, strict: bool = True) -> dict[str, click.Command]:
+    """The commands the loaded plugins add through `register_commands`, by name.
+
+    `strict`: a config that cannot be loaded ends the run with its one-line error (when a
+    plugin command is asked for); otherwise it means no plugin commands (for ``--help``).
+    """
+    if _COMMANDS_META not in ctx.meta:
+        try:
+            _config, pm, _loaded = loaded_plugins(ctx)
+        except ConfigError as exc:
+            if strict:
+                raise fail(str(exc)) from None
+            return {}
+        extra = typer.Typer(rich_markup_mode=None)
+        pm.hook.register_commands(app=extra)
+        group = typer.main.get_group(extra)
+        ctx.meta[_COMMANDS_META] = dict(group.commands)
+    commands: dict[str, click.Command] = ctx.meta[_COMMANDS_META]
+    return commands
+
+
+def plugin_config(name: str) -> Any:
+    """The validated `[plugins.NAME]` settings of plugin `name`, for a plugin's CLI command.
+
+    The same object ``gateway.plugin_config(name)`` gives the server: an instance of the
+    Struct the plugin's `plugin_config_schema` returns, or None for a plugin that declares
+    none or is not loaded. A bad config exits with its one-line error.
+    """
+    try:
+        _config, _pm, loaded = loaded_plugins()
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    return next((plugin.config for plugin in loaded if plugin.name == name), None)
+
+
 def migrated_engine(config: Config):
     """An engine on an up-to-date database (SQLite is upgraded in place on first use)."""
     if config.database.url.startswith("sqlite"):
@@ -87,7 +182,13 @@ def serve(
     """Run the gateway. An SQLite database is created and upgraded on the way up."""
     import uvicorn
 
+    from tokone.core.plugins import make_plugin_manager
+
     config = config_or_exit()
+    try:
+        make_plugin_manager(config)  # plugins import and their [plugins.NAME] tables are valid
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     if config.database.url.startswith("sqlite"):
         upgrade(config.database.url)
     check_database_or_exit(config)
@@ -343,7 +444,10 @@ def plugins_list() -> None:
     from tokone.core.plugins import make_plugin_manager
 
     config = config_or_exit()
-    pm, loaded = make_plugin_manager(config)
+    try:
+        pm, loaded = make_plugin_manager(config)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
     typer.echo(f"{'NAME':<16} {'SOURCE':<12} {'MODULE':<34} HOOKS")
     for plugin in loaded:
         hooks = sorted(h.name for h in pm.get_hookcallers(pm.get_plugin(plugin.name)) or [])

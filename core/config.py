@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -48,12 +48,25 @@ class DatabaseConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class PluginsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """`[plugins]`: extra plugin modules and built-ins to leave out."""
+    """`[plugins]`: extra plugin modules, built-ins to leave out, and each plugin's settings.
+
+    Besides `modules` and `disable`, every `[plugins.NAME]` table holds the settings of the
+    plugin registered as NAME. The loader collects them in :attr:`tables` as written; they are
+    validated against the schema the plugin declares (its `plugin_config_schema` hook) when
+    the plugins are loaded, by :func:`parse_plugin_config`.
+    """
 
     modules: list[str] = []
     """Dotted module paths to load as plugins, besides the built-ins and entry points."""
     disable: list[str] = []
     """Names of plugins (built-in or entry point) not to load."""
+    tables: dict[str, dict[str, Any]] = {}
+    """The `[plugins.NAME]` tables by plugin name (set by the loader, not by a `tables` key:
+    `[plugins.tables]` would be the table of a plugin named `tables`)."""
+
+
+PLUGINS_KEYS = ("modules", "disable")
+"""The keys of `[plugins]` itself; any other key must be a `[plugins.NAME]` table."""
 
 
 class TimeoutsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -232,6 +245,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> Config:
         data = substitute_env(data)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+    if isinstance(data.get("plugins"), dict):
+        data = {**data, "plugins": _split_plugin_tables(data["plugins"], source)}
     for section, entry_type in (("prices", ModelPrice), ("groups", GroupConfig)):
         entries = data.get(section)
         if isinstance(entries, dict):
@@ -267,6 +282,50 @@ def load_config(explicit: str | None = None) -> Config:
     config = parse_config(data, str(path))
     _resolve_sqlite_path(config, path)
     return config
+
+
+def _split_plugin_tables(plugins: dict[str, Any], source: str) -> dict[str, Any]:
+    """`[plugins]` as written -> `modules`, `disable` and `tables` (every `[plugins.NAME]`)."""
+    kept: dict[str, Any] = {key: plugins[key] for key in PLUGINS_KEYS if key in plugins}
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in plugins.items():
+        if key in PLUGINS_KEYS:
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(
+                f"{source}: key plugins.{key}: unknown key (expected modules, disable or a "
+                f"[plugins.NAME] table of a plugin's settings)"
+            )
+        tables[key] = value
+    kept["tables"] = tables
+    return kept
+
+
+S = TypeVar("S", bound=msgspec.Struct)
+
+
+def parse_plugin_config(config: Config, name: str, schema: type[S]) -> S:
+    """Validate the `[plugins.NAME]` table (an empty one if the file has none) into `schema`.
+
+    Raises :class:`ConfigError` in the file's one-line style, naming the table and the key:
+    `tokone.toml: key plugins.NAME.KEY: unknown key (...)` for a key the schema does not
+    declare (checked here at the top level even if the schema does not forbid unknown
+    fields), `... expected int, got str` for a wrong type, `... required but missing` when
+    the schema has a required field the table leaves out.
+    """
+    table = config.plugins.tables.get(name, {})
+    where = f"plugins.{name}"
+    known = {field.encode_name for field in msgspec.structs.fields(schema)}
+    for key in table:
+        if key not in known:
+            expected = ", ".join(sorted(known)) or "no settings"
+            raise ConfigError(
+                f"{config.path}: key {where}.{key}: unknown key (plugin {name!r} takes {expected})"
+            )
+    try:
+        return msgspec.convert(table, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{config.path}: {_explain(exc, where)}") from None
 
 
 def _explain(exc: msgspec.ValidationError, base: str = "") -> str:

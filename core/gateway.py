@@ -21,6 +21,7 @@ class Gateway:
     def __init__(self, config: Config, engine: Engine | None = None) -> None:
         self.config = config
         self.pm, self.plugins = make_plugin_manager(config)
+        self._plugin_configs = {plugin.name: plugin.config for plugin in self.plugins}
         self.hook = self.pm.hook
         self.engine = engine or make_engine(config.database.url)
         self.hasher = KeyHasher(config.server.secret)
@@ -38,6 +39,15 @@ class Gateway:
                     f"{provider.adapter!r} (expected one of: {known})"
                 )
             self.adapters[provider.name] = adapter_type(provider)
+
+    def plugin_config(self, name: str) -> Any:
+        """The validated settings of the plugin registered as `name`, from `[plugins.NAME]`.
+
+        An instance of the Struct type the plugin's `plugin_config_schema` hook returns (its
+        defaults when the file has no such table); None for a plugin that declares no schema
+        or is not loaded. Validated once, when the gateway is built.
+        """
+        return self._plugin_configs.get(name)
 
     def _adapter_types(self) -> dict[str, type[Adapter]]:
         merged: dict[str, type[Adapter]] = {}

@@ -4,8 +4,11 @@ A request goes through them in this order::
 
     authenticate -> admit -> route -> (adapter sends) -> price -> meter
 
-plus `register_providers` (which wire formats exist), `routes` (extra HTTP endpoints) and
-`startup` / `shutdown` (background work). Plugins implement them with ``@hookimpl``::
+plus `register_providers` (which wire formats exist), `routes` (extra HTTP endpoints),
+`startup` / `shutdown` (background work), `plugin_config_schema` (the settings a plugin
+takes from its `[plugins.NAME]` table, read back with ``gateway.plugin_config(NAME)``) and
+`register_commands` (extra `tokone` CLI commands). Plugins implement them with
+``@hookimpl``::
 
     from tokone.core.hookspecs import hookimpl
 
@@ -19,6 +22,10 @@ Hooks that *decide* are ``firstresult`` (the first non-None answer wins; a wrapp
 it); hooks that *observe* run every implementation. Refusals are raised as
 :class:`tokone.core.errors.GatewayError`, which the core answers in the caller's API family's
 error shape.
+
+With ``TOKONE_TRACE_PLUGINS=1`` in the environment every call of a hook implementation is
+printed to stderr: hook, plugin, a summary of the arguments (keys and secrets redacted),
+duration and result.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import msgspec
+    import typer
     from tokone.core.gateway import Gateway
     from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
     from tokone.core.upstream import Adapter
@@ -129,4 +138,34 @@ def shutdown(gateway: Gateway) -> Awaitable[None] | None:
     """Flush and stop background work when the server stops; may return an awaitable.
 
     All implementations run. Pending ledger and usage writes must be flushed here.
+    """
+
+
+@hookspec
+def plugin_config_schema() -> type[msgspec.Struct] | None:
+    """Return the msgspec Struct type that this plugin's `[plugins.NAME]` table must match.
+
+    NAME is the name the plugin is registered under (``tokone plugins list``: the module's
+    last dotted part for ``[plugins] modules``, the entry-point name otherwise). When the
+    plugins load, the table (an empty one if the file has none) is validated into an
+    instance of this type, which ``gateway.plugin_config(NAME)`` returns (and, in a plugin's
+    CLI command, ``tokone.core.cli.plugin_config(NAME)``). A key the type does not declare,
+    a wrong type or a missing required field is a one-line config error naming the file, the
+    table and the key (declare nested Structs with ``forbid_unknown_fields=True`` for their
+    keys to be checked too; a ``__post_init__`` raising ValueError refuses a bad value).
+    Called once per plugin, not as an all-results hook; return None (or do not implement
+    it) for a plugin without settings, and then a `[plugins.NAME]` table is an error.
+    """
+
+
+@hookspec
+def register_commands(app: typer.Typer) -> None:
+    """Add commands to the `tokone` CLI with ``@app.command()`` or ``app.add_typer(...)``.
+
+    All implementations run, after the plugins named in the config (``--config``,
+    ``$TOKONE_CONFIG`` or ``./tokone.toml``) are loaded, and only when the command asked
+    for is not a built-in one (built-in names win a clash). `app` is a fresh ``typer.Typer``
+    whose commands sit beside the built-in ones; a command reads its settings with
+    ``tokone.core.cli.plugin_config(NAME)`` and the config with
+    ``tokone.core.cli.config_or_exit()``.
     """

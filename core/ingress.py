@@ -22,6 +22,11 @@ MAX_OUTPUT_TOKENS = 10_000_000
 """The largest output cap (`max_tokens`, `maxOutputTokens`, ...) a request may ask for."""
 OutputCap = Annotated[int, msgspec.Meta(ge=0, le=MAX_OUTPUT_TOKENS)]
 """An output-cap field: an integer (not a bool or float) from 0 to `MAX_OUTPUT_TOKENS`."""
+MAX_CHOICES = 128
+"""The most alternative outputs one call may ask for (OpenAI allows `n` up to 128)."""
+Choices = Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)]
+"""A choice-count field (`n`, `best_of`, `candidateCount`): an integer from 1 to
+`MAX_CHOICES`."""
 T = TypeVar("T")
 
 

@@ -23,6 +23,7 @@ from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import (
+    Choices,
     OutputCap,
     client_key,
     decode_body,
@@ -43,6 +44,8 @@ class GenerationConfig(msgspec.Struct):
 
     maxOutputTokens: OutputCap | None = None
     max_output_tokens: OutputCap | None = None
+    candidateCount: Choices | None = None
+    candidate_count: Choices | None = None
 
 
 class GeminiParams(msgspec.Struct):
@@ -57,6 +60,13 @@ class GeminiParams(msgspec.Struct):
         if config is None:
             return None
         return config.maxOutputTokens or config.max_output_tokens
+
+    def choices(self) -> int:
+        """How many candidates the client asked for (1 unless it set `candidateCount`)."""
+        config = self.generationConfig or self.generation_config
+        if config is None:
+            return 1
+        return config.candidateCount or config.candidate_count or 1
 
 
 def split_target(version: str, target: str) -> tuple[str, str]:
@@ -91,6 +101,7 @@ async def serve(
             stream=action == STREAM,
             principal=principal,
             max_output_tokens=params.max_output_tokens(),
+            choices=params.choices(),
         )
         call.api_version = version
         call.json_array = call.stream and request.query_params.get("alt") != "sse"

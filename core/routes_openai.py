@@ -14,6 +14,7 @@ from tokone.core.errors import GatewayError
 from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
 from tokone.core.ingress import (
+    Choices,
     OutputCap,
     client_key,
     decode_body,
@@ -35,6 +36,9 @@ class OpenAIParams(msgspec.Struct):
     max_completion_tokens: OutputCap | None = None
     max_output_tokens: OutputCap | None = None
     service_tier: str | None = None
+    n: Choices | None = None
+    best_of: Choices | None = None
+    """Legacy completions: candidates generated (and billed) upstream, of which `n` return."""
     messages: list[msgspec.Raw] | None = None
     """Only checked to be an array (its items are passed on unparsed)."""
 
@@ -61,6 +65,7 @@ async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[
             max_output_tokens=params.max_completion_tokens
             or params.max_tokens
             or params.max_output_tokens,
+            choices=max(params.n or 1, params.best_of or 1),
         )
         return await pipeline.run(gateway, call)
     except GatewayError as error:

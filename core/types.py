@@ -113,6 +113,9 @@ class Call:
     principal: Principal | None = None
     service_tier: str | None = None
     max_output_tokens: int | None = None
+    choices: int = 1
+    """How many alternative outputs the call may generate (OpenAI's `n` / `best_of`, Gemini's
+    `candidateCount`); the balance hold covers the output cap once for each."""
     hold: int = 0
     """Micro-units held for this call at admission (0 when nothing was held)."""
     started: float = field(default_factory=time.perf_counter)

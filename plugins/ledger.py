@@ -636,6 +636,7 @@ def worst_case_cost(call: Call, gateway: Gateway) -> int:
     cap = call.max_output_tokens
     if cap is None or cap <= 0:  # ingress refuses negatives; never let one shrink the hold
         cap = billing.default_max_output_tokens
+    cap *= call.choices
     if call.endpoint in NO_OUTPUT_ENDPOINTS:
         cap = 0
     estimate = call.input_estimate

@@ -465,6 +465,47 @@ def test_negative_or_absurd_gemini_output_caps_are_refused(gateway, upstream, nu
     assert upstream.requests == []
 
 
+BAD_CHOICES = [b"0", b"-1", b"129", b"true", b"1.5", b'"2"']
+
+
+@pytest.mark.parametrize("number", BAD_CHOICES)
+@pytest.mark.parametrize(
+    ("path", "field", "extra"),
+    [
+        ("/v1/chat/completions", "n", {"messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/completions", "n", {"prompt": "hi"}),
+        ("/v1/completions", "best_of", {"prompt": "hi"}),
+    ],
+)
+def test_absurd_choice_counts_are_refused(gateway, upstream, key, number, path, field, extra):
+    body = json.dumps({"model": "gpt-4o-mini", **extra, field: "NUMBER"}).encode()
+    body = body.replace(b'"NUMBER"', number)
+    status, _, reply = raw_post(gateway, path, body, {"authorization": f"Bearer {key}"})
+    assert_family_400("openai", status, reply, param=field)
+    assert upstream.requests == []
+
+
+def test_the_hold_covers_every_choice(gateway, upstream):
+    """`n` (and Gemini's `candidateCount`) multiply the output, so they multiply the hold:
+    a balance of 1 covers one 1M-token choice of gpt-4o-mini (0.6 at 0.6 per million), not
+    eight."""
+    funded = new_key(gateway, "1")
+    chat = {"model": "gpt-4o-mini", "max_tokens": 1_000_000, "messages": [{"role": "user"}]}
+    auth = {"authorization": f"Bearer {funded}"}
+    reply = httpx.post(gateway.url + "/v1/chat/completions", json={**chat, "n": 8}, headers=auth)
+    assert reply.status_code == 402, reply.text
+    url = gateway.url + "/v1beta/models/gemini-ok:generateContent"
+    for count, status in ((8, 402), (1, 200)):  # gemini-* at 2 per million: 0.2 a choice
+        config = {"maxOutputTokens": 100_000, "candidateCount": count}
+        gemini = {"contents": [{"parts": [{"text": "hi"}]}], "generationConfig": config}
+        reply = httpx.post(url, json=gemini, headers={"x-goog-api-key": funded})
+        assert reply.status_code == status, reply.text
+        if status == 402:
+            assert upstream.requests == []
+    reply = httpx.post(gateway.url + "/v1/chat/completions", json={**chat, "n": 1}, headers=auth)
+    assert reply.status_code == 200, reply.text
+
+
 def test_an_empty_account_is_refused_whatever_max_tokens_says(gateway, upstream):
     empty = new_key(gateway, "")
     body = {
