@@ -181,7 +181,6 @@ def serve(
 ) -> None:
     """Run the gateway. An SQLite database is created and upgraded on the way up."""
     import uvicorn
-
     from tokone.core.plugins import make_plugin_manager
 
     config = config_or_exit()
