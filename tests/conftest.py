@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from fake_upstream import FakeUpstream
 from sqlalchemy import text
 from tokone.core.cli import app as cli_app
 from tokone.core.config import load_config
@@ -203,6 +204,36 @@ def start_gateway(directory: Path, extra: str) -> Gateway:
     return Gateway(directory, text + extra, port).start()
 
 
+@pytest.fixture(scope="module")
+def upstream(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
+    """One fake upstream for a test module; its streams have the module's `N` chunks (4 by
+    default). A module that needs other settings defines its own `upstream`."""
+    up = FakeUpstream(host="127.0.0.1", port=0, chunks=getattr(request.module, "N", 4)).start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstream: FakeUpstream,
+) -> Iterator[Gateway]:
+    """One gateway for a test module, configured with BASE_TOML plus the module's `PROVIDERS`
+    (a template whose `{base}` is the fake upstream's URL)."""
+    extra = request.module.PROVIDERS.format(base=upstream.base_url)
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), extra)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def reset_upstream(upstream: FakeUpstream) -> None:
+    """Forget the module's fake-upstream requests and settings before a test (use it with
+    `pytestmark = pytest.mark.usefixtures("reset_upstream")`)."""
+    upstream.reset()
+
+
 @pytest.fixture
 def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Factory: `make_gateway(extra_toml, database=None)` starts a gateway (stopped at teardown).
@@ -249,8 +280,6 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def make_fake_upstream() -> Iterator[Callable[..., object]]:
     """Factory: `make_fake_upstream(**kwargs)` starts a FakeUpstream (stopped at teardown)."""
-    from fake_upstream import FakeUpstream
-
     started: list[FakeUpstream] = []
 
     def factory(**kwargs: object) -> FakeUpstream:

@@ -10,13 +10,12 @@ bundled mock provider and once through the `gemini` adapter to the fake upstream
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from conftest import Gateway, new_key, records, start_gateway
-from fake_upstream import FakeUpstream, reply_text
+from conftest import Gateway, new_key, records
+from fake_upstream import reply_text
 from google import genai
 from google.genai import errors, types
 from tokone.core.types import Call, Family
@@ -24,6 +23,7 @@ from tokone.providers.gemini import GeminiStreamRelay, reply_usage
 from tokone.providers.mock_words import REPLY, WORDS
 
 N = 16
+pytestmark = pytest.mark.usefixtures("reset_upstream")
 PROMPT = "one two three four five six seven"  # 7 input tokens at the fake upstream and the mock
 UPSTREAM_KEY = "upstream-secret"
 THINKER = "gemini-thinking-cached"  # the fake reports 3 thought tokens and half the input cached
@@ -53,27 +53,6 @@ cached_input = 0.5
 [prices."my-embedder"]
 input = 0.15
 """
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    """One fake upstream for the module."""
-    up = FakeUpstream(host="127.0.0.1", port=0, chunks=N).start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
-    """One gateway with the mock provider and a `gemini` provider on the fake upstream."""
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"), PROVIDERS.format(base=upstream.base_url))
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 @pytest.fixture

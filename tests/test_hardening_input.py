@@ -73,14 +73,7 @@ input = 1.0
 output = 2.0
 """
 SECRETS = (UPSTREAM_KEY, "upstream-secret-openai", "upstream-secret-anthropic")
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    """One fake upstream for the module."""
-    up = FakeUpstream(host="127.0.0.1", port=0, chunks=4).start()
-    yield up
-    up.stop()
+pytestmark = pytest.mark.usefixtures("reset_upstream")
 
 
 @pytest.fixture(scope="module")
@@ -96,11 +89,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) ->
     gw = Gateway(directory, config, port).start()
     yield gw
     gw.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 @pytest.fixture

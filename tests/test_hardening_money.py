@@ -11,13 +11,13 @@ import asyncio
 import json
 import os
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import KEY_ACCOUNTS, Gateway, new_key, records, start_gateway
-from fake_upstream import FakeUpstream, reply_pieces, reply_text
+from conftest import KEY_ACCOUNTS, Gateway, new_key, records
+from fake_upstream import reply_pieces, reply_text
 from ledger_checks import assert_ledger_consistent, database_url, wait_settled
 from tokone.core import pipeline
 from tokone.core.config import ProviderConfig
@@ -30,6 +30,7 @@ from tokone.providers.gemini import GeminiStreamRelay
 from tokone.providers.openai import ChatStreamRelay
 
 N = 16
+pytestmark = pytest.mark.usefixtures("reset_upstream")
 PROMPT = "one two three four five six seven"
 PROVIDERS = """
 [[providers]]
@@ -61,27 +62,6 @@ output = 2.50
 [prices."text-embedding-3-small"]
 input = 0.02
 """
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    """One fake upstream for the module."""
-    up = FakeUpstream(host="127.0.0.1", port=0, chunks=N).start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
-    """One gateway with an openai, an anthropic and a gemini provider on the fake upstream."""
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"), PROVIDERS.format(base=upstream.base_url))
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 def body_bytes(body: dict) -> bytes:

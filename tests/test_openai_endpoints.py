@@ -20,15 +20,16 @@ import httpx
 import openai
 import pytest
 import sqlalchemy
-from conftest import Gateway, new_key, records, start_gateway
+from conftest import Gateway, new_key, records
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.core.types import Call, Family
 from tokone.providers.openai import ResponsesStreamRelay
 
 N = 16
+pytestmark = pytest.mark.usefixtures("reset_upstream")
 PROMPT = "one two three four five six seven"  # 7 input tokens at the fake upstream
 UPSTREAM_KEY = "upstream-secret"
-PROVIDER = """
+PROVIDERS = """
 [[providers]]
 name = "upstream"
 adapter = "openai"
@@ -57,27 +58,6 @@ PRICES = {
     "my-alias": (Fraction(3), Fraction(3), Fraction(4)),
 }
 TIER_FACTORS = {"default": Fraction(1), "flex": Fraction(1, 2), "priority": Fraction(2)}
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    """One fake upstream for the module."""
-    up = FakeUpstream(host="127.0.0.1", port=0, chunks=N).start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
-    """One gateway (no mock provider) whose only provider is the fake upstream."""
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"), PROVIDER.format(base=upstream.base_url))
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 @pytest.fixture

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 import websockets
-from conftest import KEY_ACCOUNTS, MOCK_PROVIDER, Gateway, new_key, records, start_gateway
-from fake_upstream import FakeUpstream, reply_pieces, reply_text
+from conftest import KEY_ACCOUNTS, MOCK_PROVIDER, Gateway, new_key, records
+from fake_upstream import reply_pieces, reply_text
 from tokone.providers.mock_words import REPLY, WORDS
 
 N = 16
+pytestmark = pytest.mark.usefixtures("reset_upstream")
 PROMPT = "one two three four five six seven"  # 7 input tokens at the fake upstream
 TERMINAL = {"response.completed", "response.incomplete", "response.failed", "error"}
 PROVIDER = """
@@ -34,28 +34,7 @@ input = 1.0
 output = 2.0
 cached_input = 0.5
 """
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeUpstream]:
-    """One fake upstream for the module."""
-    up = FakeUpstream(host="127.0.0.1", port=0, chunks=N).start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
-    """One gateway serving `mock-1` from the mock and the GPT models from the fake upstream."""
-    extra = MOCK_PROVIDER + PROVIDER.format(base=upstream.base_url)
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"), extra)
-    yield gw
-    gw.stop()
-
-
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeUpstream) -> None:
-    upstream.reset()
+PROVIDERS = MOCK_PROVIDER + PROVIDER
 
 
 @pytest.fixture
