@@ -12,7 +12,6 @@ import os
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 import typer.main
 from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -28,6 +27,7 @@ from typer.core import TyperGroup
 if TYPE_CHECKING:
     import pluggy
     from tokone.core.plugins import LoadedPlugin
+    from typer._click import Command, Context  # typer's own click, the types TyperGroup uses
 
 _PLUGINS_META = "tokone.plugins"
 _COMMANDS_META = "tokone.plugin_commands"
@@ -41,14 +41,14 @@ class PluginCommandGroup(TyperGroup):
     for importing them and a built-in name always means the built-in command.
     """
 
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         """A built-in command, else a plugin's; a bad config ends the run with its one line."""
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
         return plugin_commands(ctx, strict=not ctx.resilient_parsing).get(cmd_name)
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def list_commands(self, ctx: Context) -> list[str]:
         """Built-in command names, then plugins' (none when the config cannot be loaded)."""
         names = super().list_commands(ctx)
         return names + [n for n in plugin_commands(ctx, strict=False) if n not in names]
@@ -79,16 +79,21 @@ app.add_typer(providers_app, name="providers")
 ConfigOption = Annotated[
     str | None,
     typer.Option(
-        "--config", "-c", help="Path to tokone.toml (default: $TOKONE_CONFIG or ./tokone.toml)."
+        "--config",
+        "-c",
+        help="Path to tokone.toml (default: $TOKONE_CONFIG or ./tokone.toml).",
+        is_eager=True,  # processed before a later --help, which lists the plugin commands
     ),
 ]
-_state: dict[str, str | None] = {"config": None}
+_state: dict[str, Any] = {"config": None, "meta": {}}
+"""This invocation's `--config` and its context's shared `meta` (set by the callback)."""
 
 
 @app.callback()
-def main(config: ConfigOption = None) -> None:
+def main(ctx: typer.Context, config: ConfigOption = None) -> None:
     """Global options."""
     _state["config"] = config
+    _state["meta"] = ctx.meta
 
 
 def fail(message: str) -> typer.Exit:
@@ -106,18 +111,17 @@ def config_or_exit() -> Config:
 
 
 def loaded_plugins(
-    ctx: click.Context | None = None,
+    ctx: Context | None = None,
 ) -> tuple[Config, pluggy.PluginManager, list[LoadedPlugin]]:
-    """The config and plugins of this invocation, loaded once and kept in click's context.
+    """The config and plugins of this invocation, loaded once and kept in its context.
 
-    The config is the one ``--config`` names (read from the parsed command line, so this
-    works before the group's callback has run), else ``$TOKONE_CONFIG`` or ./tokone.toml.
-    Raises :class:`ConfigError` for a bad file or a bad `[plugins.NAME]` table.
+    The config is the one ``--config`` names (read from the parsed command line when `ctx`
+    is given, so this works before the group's callback has run), else ``$TOKONE_CONFIG``
+    or ./tokone.toml. Raises :class:`ConfigError` for a bad file or `[plugins.NAME]` table.
     """
     from tokone.core.plugins import make_plugin_manager
 
-    ctx = ctx or click.get_current_context(silent=True)
-    meta = ctx.meta if ctx is not None else {}
+    meta: dict[str, Any] = ctx.meta if ctx is not None else _state["meta"]
     if _PLUGINS_META not in meta:
         path = ctx.find_root().params.get("config") if ctx is not None else _state["config"]
         config = load_config(path)
@@ -127,7 +131,7 @@ def loaded_plugins(
     return result
 
 
-def plugin_commands(ctx: click.Context, strict: bool = True) -> dict[str, click.Command]:
+def plugin_commands(ctx: Context, strict: bool = True) -> dict[str, Command]:
     """The commands the loaded plugins add through `register_commands`, by name.
 
     `strict`: a config that cannot be loaded ends the run with its one-line error (when a
@@ -144,7 +148,7 @@ def plugin_commands(ctx: click.Context, strict: bool = True) -> dict[str, click.
         pm.hook.register_commands(app=extra)
         group = typer.main.get_group(extra)
         ctx.meta[_COMMANDS_META] = dict(group.commands)
-    commands: dict[str, click.Command] = ctx.meta[_COMMANDS_META]
+    commands: dict[str, Command] = ctx.meta[_COMMANDS_META]
     return commands
 
 

@@ -162,10 +162,10 @@ def plugin_config_schema() -> type[msgspec.Struct] | None:
 def register_commands(app: typer.Typer) -> None:
     """Add commands to the `tokone` CLI with ``@app.command()`` or ``app.add_typer(...)``.
 
-    All implementations run, after the plugins named in the config (``--config``,
-    ``$TOKONE_CONFIG`` or ``./tokone.toml``) are loaded, and only when the command asked
-    for is not a built-in one (built-in names win a clash). `app` is a fresh ``typer.Typer``
-    whose commands sit beside the built-in ones; a command reads its settings with
-    ``tokone.core.cli.plugin_config(NAME)`` and the config with
-    ``tokone.core.cli.config_or_exit()``.
+    All implementations run, after the plugins of the config (``--config``,
+    ``$TOKONE_CONFIG`` or ``./tokone.toml``) are loaded, when the command asked for is not a
+    built-in one and for ``tokone --help`` (which lists them); a built-in name always means
+    the built-in command. `app` is a fresh ``typer.Typer`` whose commands sit beside the
+    built-in ones; a command reads its settings with ``tokone.core.cli.plugin_config(NAME)``
+    and the whole config with ``tokone.core.cli.config_or_exit()``.
     """

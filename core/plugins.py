@@ -166,7 +166,7 @@ def trace_hook_calls(pm: pluggy.PluginManager) -> None:
 
 def _traced(hook: str, impl: pluggy.HookImpl) -> Callable[..., Any]:
     """`impl.function`, printing a trace line per call (generators: when they finish)."""
-    function = impl.function
+    function: Callable[..., Any] = impl.function
     names = [*impl.argnames, *impl.kwargnames]
 
     def line(args: tuple[Any, ...], kwargs: dict[str, Any], started: float, result: str) -> None:
