@@ -9,7 +9,7 @@ from decimal import MAX_EMAX, MIN_EMIN, Decimal, InvalidOperation, localcontext
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, func, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from tokone.core.keys import KeyHasher, generate_key, visible_prefix
 from tokone.core.models import Account, ApiKey, Group, Hold, LedgerEntry, UsageRecord
 
@@ -136,6 +136,7 @@ def add_entry(
         if updated.rowcount != 1:
             raise AccountError(f"no account named {name!r} (see `tokone accounts list`)", 404)
         account = get_account(session, name)
+        assert account.id is not None  # a row read from the database
         if request_id is not None:
             _check_refund(session, account, kind, amount, request_id)
         session.add(
@@ -266,11 +267,11 @@ def account_summary(engine: Engine, name: str) -> dict[str, Any]:
     with Session(engine) as session:
         account = get_account(session, name)
         keys = session.exec(
-            select(ApiKey).where(ApiKey.account_id == account.id).order_by(ApiKey.id)
+            select(ApiKey).where(ApiKey.account_id == account.id).order_by(col(ApiKey.id))
         ).all()
         requests, tokens_in, tokens_out, cost = session.exec(
             select(
-                func.count(UsageRecord.id),
+                func.count(col(UsageRecord.id)),
                 func.coalesce(func.sum(UsageRecord.input_tokens), 0),
                 func.coalesce(func.sum(UsageRecord.output_tokens), 0),
                 func.coalesce(func.sum(UsageRecord.cost), 0),
@@ -370,6 +371,7 @@ def create_key(
     key = generate_key(prefix)
     with Session(engine) as session:
         account = get_account(session, account_name)
+        assert account.id is not None  # a row read from the database
         row = ApiKey(
             account_id=account.id,
             name=name,
@@ -436,7 +438,7 @@ def ledger_entries(engine: Engine, name: str, limit: int = 100) -> list[LedgerEn
         query = (
             select(LedgerEntry)
             .where(LedgerEntry.account_id == account.id)
-            .order_by(LedgerEntry.id.desc())  # type: ignore[union-attr]
+            .order_by(col(LedgerEntry.id).desc())
             .limit(limit)
         )
         return list(session.exec(query).all())
@@ -445,7 +447,11 @@ def ledger_entries(engine: Engine, name: str, limit: int = 100) -> list[LedgerEn
 def list_keys(engine: Engine, account_name: str | None = None) -> list[tuple[ApiKey, str]]:
     """Keys with their account names, optionally for one account."""
     with Session(engine) as session:
-        query = select(ApiKey, Account.name).join(Account, Account.id == ApiKey.account_id)
+        query = select(ApiKey, Account.name).join(
+            Account, col(Account.id) == col(ApiKey.account_id)
+        )
         if account_name:
             query = query.where(ApiKey.account_id == get_account(session, account_name).id)
-        return [(key, account) for key, account in session.exec(query.order_by(ApiKey.id)).all()]
+        return [
+            (key, account) for key, account in session.exec(query.order_by(col(ApiKey.id))).all()
+        ]

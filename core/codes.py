@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, text
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from tokone.core.accounts import AccountError, format_amount
 from tokone.core.keys import KeyHasher
 from tokone.core.models import Account, LedgerEntry, RedemptionCode
@@ -93,11 +93,11 @@ def list_codes(engine: Engine, *, unused_only: bool = False) -> list[CodeInfo]:
     """Every code (or only the unredeemed ones), oldest first."""
     with Session(engine) as session:
         query = select(RedemptionCode, Account.name).join(
-            Account, Account.id == RedemptionCode.redeemed_by, isouter=True
+            Account, col(Account.id) == col(RedemptionCode.redeemed_by), isouter=True
         )
         if unused_only:
-            query = query.where(RedemptionCode.redeemed_at.is_(None))  # type: ignore[union-attr]
-        rows = session.exec(query.order_by(RedemptionCode.id)).all()
+            query = query.where(col(RedemptionCode.redeemed_at).is_(None))
+        rows = session.exec(query.order_by(col(RedemptionCode.id))).all()
     return [
         CodeInfo(
             id=code.id or 0,

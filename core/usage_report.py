@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, case, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from tokone.core.accounts import AccountError, format_amount, get_account
 from tokone.core.models import Account, ApiKey, UsageRecord
 
@@ -102,14 +102,14 @@ class UsageReport:
 
 def usage_report(engine: Engine, wanted: UsageFilter) -> UsageReport:
     """Sum the usage records `wanted` selects, per account, key and model."""
-    errors = func.sum(case((UsageRecord.status >= 400, 1), else_=0))
+    errors = func.sum(case((col(UsageRecord.status) >= 400, 1), else_=0))
     query = (
         select(  # type: ignore[call-overload]  # sqlmodel's stubs stop at 4 columns
             Account.name,
             UsageRecord.key_id,
             ApiKey.prefix,
             UsageRecord.model,
-            func.count(UsageRecord.id),
+            func.count(col(UsageRecord.id)),
             errors,
             func.sum(UsageRecord.input_tokens),
             func.sum(UsageRecord.cached_input_tokens),

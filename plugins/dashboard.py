@@ -42,6 +42,17 @@ from tokone.plugins.token_pricing import MICRO, exact, multiplier_for
 FAMILY = Family.OPENAI
 
 
+def refusal(error: GatewayError) -> Response[Any]:
+    """`error` as an OpenAI-shaped error response, for any of the handlers below.
+
+    Typed `Response[Any]` so that a handler can keep its success type as its return annotation
+    (`Response[BalanceOut]`, ...): Litestar builds the documented 200 schema from that
+    annotation, and a union or `Response[Any]` there would document it as `{}`. The error
+    responses are documented by `document_errors`.
+    """
+    return error_response(FAMILY, error)
+
+
 class BalanceOut(msgspec.Struct):
     """The caller's account and money (`available_micro` = balance - held)."""
 
@@ -160,7 +171,7 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
             principal = await caller(request)
             return Response(await asyncio.to_thread(read_balance, principal))
         except GatewayError as error:
-            return error_response(FAMILY, error)
+            return refusal(error)
 
     @get("/v1/dashboard/usage", tags=["dashboard"])
     async def usage(
@@ -178,9 +189,9 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
             report = await asyncio.to_thread(usage_report, engine, wanted)
             return Response(report.to_dict())
         except AccountError as exc:
-            return error_response(FAMILY, GatewayError("invalid_request", str(exc)))
+            return refusal(GatewayError("invalid_request", str(exc)))
         except GatewayError as error:
-            return error_response(FAMILY, error)
+            return refusal(error)
 
     @post("/v1/dashboard/redeem", tags=["dashboard"], status_code=200)
     async def redeem_code(request: Request[Any, Any, Any], data: RedeemIn) -> Response[RedeemOut]:
@@ -192,9 +203,9 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
             )
         except AccountError as exc:
             kind = "not_found" if exc.status == 404 else "invalid_request"
-            return error_response(FAMILY, GatewayError(kind, str(exc), status=exc.status))
+            return refusal(GatewayError(kind, str(exc), status=exc.status))
         except GatewayError as error:
-            return error_response(FAMILY, error)
+            return refusal(error)
         return Response(
             RedeemOut(
                 account=principal.account_name,
@@ -211,7 +222,7 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
         try:
             return Response(pricing_for(gateway, await caller(request)))
         except GatewayError as error:
-            return error_response(FAMILY, error)
+            return refusal(error)
 
     return document_errors([balance, usage, redeem_code, pricing], 400, 401, 403, 404, 409, 503)
 

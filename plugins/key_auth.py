@@ -21,7 +21,7 @@ from collections.abc import Awaitable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
@@ -39,7 +39,7 @@ def load_principal(engine: Engine, key_hash: str) -> Principal | None:
     with Session(engine) as session:
         row = session.exec(
             select(ApiKey, Account)
-            .join(Account, Account.id == ApiKey.account_id)
+            .join(Account, col(Account.id) == col(ApiKey.account_id))
             .where(ApiKey.key_hash == key_hash)
         ).first()
     if row is None:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import msgspec
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Family, Usage
-from tokone.core.upstream import Adapter, UpstreamReply
+from tokone.core.upstream import Adapter, StreamRelay, UpstreamReply
 from tokone.providers import mock_anthropic, mock_gemini
 from tokone.providers.mock_words import REPLY, WORDS, count_words
 from tokone.providers.openai import (
@@ -79,8 +79,9 @@ class MockAdapter(Adapter):
             payload = {"object": "response.input_tokens", "input_tokens": usage.input_tokens}
             return UpstreamReply(status=200, headers=headers, body=_encode(payload))
         if call.stream:
+            relay: StreamRelay
             if call.endpoint == "responses":
-                stream, relay = self._responses_stream(upstream_model, usage), None
+                stream = self._responses_stream(upstream_model, usage)
                 relay = ResponsesStreamRelay(call)
             else:
                 options = body.get("stream_options") or {}
