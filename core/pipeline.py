@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import msgspec
@@ -179,7 +179,7 @@ async def relay(
     candidate: Candidate,
     reply: UpstreamReply,
     error_event: Callable[[GatewayError], bytes] | None = None,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Relay a stream chunk by chunk; meter what was delivered however the stream ends.
 
     A failure after the first byte ends the stream with `error_event(failure)` (by default
