@@ -24,6 +24,7 @@ import aiohttp
 import httpx
 import structlog
 from httpx_aiohttp import AiohttpTransport
+from httpx_aiohttp.transport import AiohttpResponseStream
 from tokone.core.config import ProviderConfig
 from tokone.core.errors import GatewayError
 from tokone.core.tokens import token_count
@@ -204,7 +205,9 @@ class UpstreamReply:
     response: httpx.Response | None = None
 
     async def aclose(self) -> None:
-        """Release the upstream connection."""
+        """Release the upstream connection (and a raw stream's idle timer)."""
+        if isinstance(self.stream, RawStream):
+            self.stream.close()
         if self.response is not None:
             await self.response.aclose()
 
@@ -227,6 +230,8 @@ class Adapter:
             "write": t.idle,
             "pool": None,  # waiting for a pooled connection counts against first_byte (post)
         }
+        self._stream_timeouts = {**self._timeouts, "read": None}
+        """A stream read from aiohttp directly (`RawStream`) times its idle waits itself."""
 
     @property
     def transport(self) -> httpx.AsyncBaseTransport:
@@ -324,13 +329,22 @@ class Adapter:
     async def post(
         self, path: str, content: bytes, headers: dict[str, str], *, stream: bool
     ) -> httpx.Response:
-        """POST to the upstream within the first-byte timeout; raise UpstreamError on failure."""
+        """POST to the upstream within the first-byte timeout; raise UpstreamError on failure.
+
+        A `stream` response on the aiohttp transport is read without aiohttp's per-packet
+        read timer: relay it through :meth:`stream_reply` (or :meth:`iter_stream`), whose
+        :class:`RawStream` applies the idle timeout.
+        """
         request = httpx.Request(
             "POST",
             self.url(path),
             content=content,
             headers=headers,
-            extensions={"timeout": self._timeouts},
+            extensions={
+                "timeout": self._stream_timeouts
+                if stream and isinstance(self.transport, AiohttpTransport)
+                else self._timeouts
+            },
         )
         queued = [False]
         token = _queued.set(queued)
@@ -378,13 +392,20 @@ class Adapter:
             response=response,
         )
 
-    async def iter_stream(self, response: httpx.Response) -> AsyncIterator[bytes]:
+    def iter_stream(self, response: httpx.Response) -> AsyncIterator[bytes]:
         """The upstream's raw stream, with the idle-between-chunks timeout applied.
 
-        The transport's read timeout is max(first_byte, idle), so when `idle` is the larger
-        it already bounds the wait for each chunk; only a shorter `idle` needs a timer of its
-        own around every read.
+        On the aiohttp transport the chunks are read from aiohttp's stream directly
+        (:class:`RawStream`: one coroutine per chunk instead of three nested async
+        generators, httpx's and the transport's); any other transport goes through
+        httpx's `aiter_raw` (:meth:`_httpx_stream`).
         """
+        stream = response.stream
+        if isinstance(stream, AiohttpResponseStream):
+            return RawStream(stream._aiohttp_response.content, self.provider)
+        return self._httpx_stream(response)
+
+    async def _httpx_stream(self, response: httpx.Response) -> AsyncIterator[bytes]:
         timeouts = self.provider.timeouts
         idle = timeouts.idle
         timed = idle < timeouts.first_byte
@@ -399,12 +420,91 @@ class Adapter:
             except StopAsyncIteration:
                 return
             except (TimeoutError, httpx.TimeoutException):
-                raise UpstreamError(
-                    f"{self.provider.name}: stream idle for more than {idle:g}s", timeout=True
-                ) from None
+                raise idle_error(self.provider) from None
             except httpx.HTTPError as exc:
                 raise UpstreamError(f"{self.provider.name}: stream broke: {exc}") from None
             yield chunk
+
+
+def idle_error(provider: ProviderConfig) -> UpstreamError:
+    """The error for a stream that sent nothing for longer than the idle timeout."""
+    return UpstreamError(
+        f"{provider.name}: stream idle for more than {provider.timeouts.idle:g}s", timeout=True
+    )
+
+
+class RawStream:
+    """An upstream stream read straight from aiohttp: each `__anext__` is one `readany`.
+
+    A read that waits longer than the provider's `idle` timeout fails the stream. Instead
+    of a timer per read (aiohttp's `sock_read`, re-armed on every packet, or an
+    `asyncio.timeout` around every read: 2-3 us each), one watchdog timer per stream
+    checks the read in progress when it fires and re-arms itself for that read's
+    deadline; a read costs two clock reads. The request was sent without `sock_read`
+    (`Adapter.post`), and the response headers were bounded by `first_byte`. Errors become
+    :class:`UpstreamError` the way the httpx transport maps them (an idle read or a dropped
+    connection: timed out; a broken payload: `stream broke`).
+    """
+
+    __slots__ = ("_content", "_idle", "_loop", "_provider", "_since", "_timer")
+
+    def __init__(self, content: aiohttp.StreamReader, provider: ProviderConfig) -> None:
+        self._content = content
+        self._provider = provider
+        self._idle = provider.timeouts.idle
+        self._loop = asyncio.get_running_loop()
+        self._since: float | None = None
+        """When the read in progress started (None: no read in progress)."""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def __aiter__(self) -> RawStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._since = since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(since + self._idle, self._watch)
+        try:
+            chunk = await self._content.readany()
+        except TimeoutError:  # the watchdog's
+            raise idle_error(self._provider) from None
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectorError) as exc:
+            self.close()
+            raise UpstreamError(f"{self._provider.name}: stream broke: {exc}") from None
+        except aiohttp.ClientConnectionError:  # httpx-aiohttp maps these to ConnectTimeout
+            self.close()
+            raise idle_error(self._provider) from None
+        except aiohttp.ClientError as exc:
+            self.close()
+            raise UpstreamError(f"{self._provider.name}: stream broke: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
+        self._since = None
+        if not chunk:
+            self.close()
+            raise StopAsyncIteration
+        return chunk
+
+    def _watch(self) -> None:
+        """The watchdog: fail a read waiting for `idle` seconds, else re-arm for its deadline."""
+        self._timer = None
+        since = self._since
+        if since is None:  # between reads: the next read re-arms it
+            return
+        deadline = since + self._idle
+        if self._loop.time() >= deadline:
+            self._since = None
+            self._content.set_exception(TimeoutError("stream idle"))
+        else:
+            self._timer = self._loop.call_at(deadline, self._watch)
+
+    def close(self) -> None:
+        """Stop the watchdog (the stream ended, failed or is being closed)."""
+        self._since = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def relayed_headers(response: httpx.Response) -> dict[str, str]:

@@ -124,8 +124,81 @@ class _Chunk(msgspec.Struct):
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 
+def carries_usage(data: bytes) -> bool:
+    """Whether stream bytes may hold a usage object: a `"usage"` key that is not only ever
+    `null` (OpenAI sends `"usage":null` on every content chunk when usage is asked for).
+    Byte counts only, so content chunks are never parsed for it."""
+    keys = data.count(b'"usage"')
+    return keys > 0 and keys != data.count(b'"usage":null') + data.count(b'"usage": null')
+
+
+_chunks_decoder = msgspec.json.Decoder(list[_Chunk])
+PENDING_BYTES = 32 * 1024
+"""Relayed content events kept uncounted per stream before their text is counted."""
+
+
 class ChatStreamRelay(StreamRelay):
-    """`data:` chunks of chat/completions (and legacy completions) streams."""
+    """`data:` chunks of chat/completions (and legacy completions) streams.
+
+    Only an event that can carry the usage (:func:`carries_usage`) or end the stream (`[DONE]`) is
+    parsed as it passes; a block of other events is relayed untouched after two byte
+    checks, and the text it delivered is counted later, in one decode for many events:
+    when the stream is cut before the usage arrived (`delivered_chars` is read to estimate
+    the output) or once `PENDING_BYTES` are waiting.
+    """
+
+    def __init__(self, call: Call) -> None:
+        self._pending: list[bytes] = []
+        self._pending_size = 0
+        self._chars = 0
+        super().__init__(call)
+
+    @property
+    def delivered_chars(self) -> int:
+        """Characters of generated text sent to the client (counts the pending events)."""
+        if self._pending:
+            self._count_pending()
+        return self._chars
+
+    @delivered_chars.setter
+    def delivered_chars(self, value: int) -> None:
+        self._chars = value
+
+    def _relay(self, block: bytes) -> bytes:
+        if carries_usage(block) or b"[DONE]" in block:
+            return super()._relay(block)
+        self._pending.append(block)
+        self._pending_size += len(block)
+        if self._pending_size > PENDING_BYTES:
+            self._count_pending()
+        return block
+
+    def _count_pending(self) -> None:
+        """Count the text of the pending content events (each as `on_event` would)."""
+        blocks, self._pending, self._pending_size = self._pending, [], 0
+        datas = [
+            data
+            for event in b"".join(blocks).split(b"\n\n")
+            if event and (data := sse_data(event)) is not None
+        ]
+        try:
+            chunks = _chunks_decoder.decode(b"[" + b",".join(datas) + b"]")
+        except msgspec.DecodeError:
+            chunks = []
+        if len(chunks) != len(datas):  # an event that is not one JSON object: one by one
+            chunks = []
+            for data in datas:
+                try:
+                    chunks.append(_chunk_decoder.decode(data))
+                except msgspec.DecodeError:
+                    continue
+        chars = 0
+        for chunk in chunks:
+            for choice in chunk.choices:
+                text = choice.delta.content if choice.delta else choice.text
+                if text:
+                    chars += len(text)
+        self._chars += chars
 
     def on_event(self, event: bytes) -> bytes | None:
         """Count delivered text, read the usage chunk, drop it if the client did not ask."""
@@ -135,7 +208,7 @@ class ChatStreamRelay(StreamRelay):
         if data == b"[DONE]":
             self.finished = True
             return event
-        if b'"usage":{' in data or b'"usage": {' in data:
+        if carries_usage(data):
             parsed = msgspec.json.decode(data)
             reported = usage_from_openai(parsed, self.call)
             if reported is not None:
@@ -149,7 +222,7 @@ class ChatStreamRelay(StreamRelay):
         for choice in chunk.choices:
             text = choice.delta.content if choice.delta else choice.text
             if text:
-                self.delivered_chars += len(text)
+                self._chars += len(text)  # not the property: that would count the pending
         return event
 
 

@@ -61,3 +61,21 @@ def test_a_client_leaving_is_499_only_before_the_stream_completed(chunks, status
 
     asyncio.run(client_reads_then_leaves())
     assert [o.status for o in outcomes] == [status]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b'{"choices":[{"delta":{"content":"hi"}}],"usage":null}', False),
+        (b'{"choices":[{"delta":{"content":"hi"}}], "usage": null}', False),
+        (b'{"choices":[],"usage":{"prompt_tokens":1}}', True),
+        (b'{"choices": [], "usage" : {"prompt_tokens": 1}}', True),
+        (b'{"choices":[{"delta":{"content":"the \\"usage\\" key"}}]}', False),
+        (b'data: {"usage":null}\n\ndata: {"usage": {"prompt_tokens": 1}}', True),
+    ],
+)
+def test_only_events_that_may_carry_usage_are_parsed(data: bytes, expected: bool) -> None:
+    """The chat relay's byte pre-check never misses a usage object, whatever the spacing."""
+    from tokone.providers.openai import carries_usage
+
+    assert carries_usage(data) is expected
