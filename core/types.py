@@ -153,17 +153,15 @@ class Call:
         a 400 `GatewayError`, never a decoder error that would become a 500.
         """
         if self._json is None:
+            from tokone.core.errors import GatewayError  # errors imports this module
+
             try:
                 decoded = msgspec.json.decode(self.raw) if self.raw else {}
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-                from tokone.core.errors import GatewayError  # errors imports this module
-
                 raise GatewayError(
                     "invalid_request", f"The request body is not valid JSON: {exc}"
                 ) from None
             if not isinstance(decoded, dict):
-                from tokone.core.errors import GatewayError
-
                 raise GatewayError("invalid_request", "The request body must be a JSON object.")
             self._json = decoded
         return self._json

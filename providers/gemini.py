@@ -23,7 +23,7 @@ import msgspec
 from tokone.core.errors import GatewayError
 from tokone.core.hookspecs import hookimpl
 from tokone.core.model_names import check_model
-from tokone.core.tokens import estimate_chars, estimate_tokens
+from tokone.core.tokens import estimate_tokens
 from tokone.core.types import GEMINI_ACTIONS, Call, Family, Usage
 from tokone.core.upstream import (
     Adapter,
@@ -147,9 +147,7 @@ def reply_usage(call: Call, body: bytes) -> Usage:
         if part.text
     )
     if reply.usageMetadata is None:
-        usage = input_guess(call)
-        usage.output_tokens = estimate_chars(chars)
-        return usage
+        return Usage().estimate_missing(input_guess(call).input_tokens, chars)
     meta = reply.usageMetadata.sane(call)
     usage = meta.usage()
     input_seen = meta.promptTokenCount is not None
