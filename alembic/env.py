@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-import tokone.core.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import tokone.core.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 

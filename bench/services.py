@@ -384,7 +384,14 @@ class TokOne:
     def cli(self, *args: str) -> str:
         """Run `tokone --config <bench config> ARGS`; return stdout or raise with its stderr."""
         result = subprocess.run(
-            [sys.executable, "-m", "tokone.core.cli", "--config", str(self.config_path), *args],
+            [
+                sys.executable,
+                "-m",
+                "tokone.core.cli.main",
+                "--config",
+                str(self.config_path),
+                *args,
+            ],
             capture_output=True,
             text=True,
             cwd=self.workdir,
@@ -403,7 +410,7 @@ class TokOne:
 
     def start(self) -> Service:
         """`tokone serve --port P --workers 1`, logging to tokone.log; waits for /healthz."""
-        argv = [sys.executable, "-m", "tokone.core.cli", "--config", str(self.config_path)]
+        argv = [sys.executable, "-m", "tokone.core.cli.main", "--config", str(self.config_path)]
         self.service = Service(
             name="tokone",
             argv=[*argv, "serve", "--port", str(self.port), "--workers", "1"],

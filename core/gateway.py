@@ -9,9 +9,9 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 from tokone.core.config import Config, ConfigError
-from tokone.core.db import make_engine
-from tokone.core.keys import KeyHasher
+from tokone.core.domain.keys import KeyHasher
 from tokone.core.plugins import make_plugin_manager
+from tokone.core.store.db import make_engine
 from tokone.core.upstream import Adapter
 
 

@@ -31,7 +31,7 @@ import structlog
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from tokone.core.config import Config, ProviderConfig, RoutingConfig
-from tokone.core.models import ChannelState
+from tokone.core.store.tables import ChannelState
 
 if TYPE_CHECKING:
     from tokone.core.gateway import Gateway

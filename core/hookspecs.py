@@ -149,7 +149,7 @@ def plugin_config_schema() -> type[msgspec.Struct] | None:
     last dotted part for ``[plugins] modules``, the entry-point name otherwise). When the
     plugins load, the table (an empty one if the file has none) is validated into an
     instance of this type, which ``gateway.plugin_config(NAME)`` returns (and, in a plugin's
-    CLI command, ``tokone.core.cli.plugin_config(NAME)``). A key the type does not declare,
+    CLI command, ``tokone.core.cli.main.plugin_config(NAME)``). A key the type does not declare,
     a wrong type or a missing required field is a one-line config error naming the file, the
     table and the key (declare nested Structs with ``forbid_unknown_fields=True`` for their
     keys to be checked too; a ``__post_init__`` raising ValueError refuses a bad value).
@@ -166,6 +166,6 @@ def register_commands(app: typer.Typer) -> None:
     ``$TOKONE_CONFIG`` or ``./tokone.toml``) are loaded, when the command asked for is not a
     built-in one and for ``tokone --help`` (which lists them); a built-in name always means
     the built-in command. `app` is a fresh ``typer.Typer`` whose commands sit beside the
-    built-in ones; a command reads its settings with ``tokone.core.cli.plugin_config(NAME)``
-    and the whole config with ``tokone.core.cli.config_or_exit()``.
+    built-in ones; a command reads its settings with ``tokone.core.cli.main.plugin_config(NAME)``
+    and the whole config with ``tokone.core.cli.main.config_or_exit()``.
     """

@@ -1,7 +1,7 @@
 """The operators' admin API under `/admin/…`: accounts, groups, keys, money, codes, usage.
 
 Every route requires an admin key (``Authorization: Bearer <one of [server] admin_keys>``,
-see :func:`tokone.core.admin.make_admin_guard`); user keys are refused. The OpenAPI schema
+see :func:`tokone.core.http.admin_auth.make_admin_guard`); user keys are refused. The OpenAPI schema
 is served by Litestar at ``/schema`` (``/schema/openapi.json``). Errors use the OpenAI error
 shape: 400 bad input, 401 no admin key, 404 unknown account / key / group / code, 409
 conflict (duplicate name, revoked key, refund already made).
@@ -21,16 +21,16 @@ import msgspec
 from litestar import Request, Response, Router, get, post, put
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Parameter
-from tokone.core import accounts as ops
-from tokone.core.admin import ADMIN_PATH, document_errors, make_admin_guard
-from tokone.core.codes import MAX_CODES_PER_BATCH, create_codes, list_codes
+from tokone.core.domain import accounts as ops
+from tokone.core.domain.codes import MAX_CODES_PER_BATCH, create_codes, list_codes
+from tokone.core.domain.usage_report import UsageFilter, time_range, usage_report
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import error_response
-from tokone.core.models import Account, ApiKey, Group
+from tokone.core.http.admin_auth import ADMIN_PATH, document_errors, make_admin_guard
+from tokone.core.http.ingress import error_response
+from tokone.core.store.tables import Account, ApiKey, Group
 from tokone.core.types import Family
-from tokone.core.usage_report import UsageFilter, time_range, usage_report
 from tokone.plugins.token_pricing import group_table
 
 # ---------------------------------------------------------------- request bodies

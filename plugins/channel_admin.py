@@ -18,12 +18,12 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get, post
-from tokone.core.admin import ADMIN_PATH, document_errors, make_admin_guard
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.health import describe, health, known_provider, write_switch
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import error_response
+from tokone.core.http.admin_auth import ADMIN_PATH, document_errors, make_admin_guard
+from tokone.core.http.ingress import error_response
 from tokone.core.types import Family
 
 

@@ -27,16 +27,16 @@ import msgspec
 from litestar import Request, Response, get, post
 from sqlmodel import Session
 from tokone.core import pipeline
-from tokone.core.accounts import AccountError, format_amount
-from tokone.core.admin import document_errors
-from tokone.core.codes import redeem
+from tokone.core.domain.accounts import AccountError, format_amount
+from tokone.core.domain.codes import redeem
+from tokone.core.domain.usage_report import UsageFilter, time_range, usage_report
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
-from tokone.core.ingress import client_key, error_response
-from tokone.core.models import Account
+from tokone.core.http.admin_auth import document_errors
+from tokone.core.http.ingress import client_key, error_response
+from tokone.core.store.tables import Account
 from tokone.core.types import Family, Principal
-from tokone.core.usage_report import UsageFilter, time_range, usage_report
 from tokone.plugins.token_pricing import MICRO, exact, multiplier_for
 
 FAMILY = Family.OPENAI

@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
-from tokone.core.models import Account, ApiKey
+from tokone.core.store.tables import Account, ApiKey
 from tokone.core.types import Principal
 
 CACHE_SECONDS = 1.0

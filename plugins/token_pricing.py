@@ -38,7 +38,7 @@ from tokone.core.config import Config, ModelPrice
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.model_names import model_matches
-from tokone.core.models import Group
+from tokone.core.store.tables import Group
 from tokone.core.types import Call, Charge, Principal, Usage
 
 MICRO = 1_000_000

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_upstream import FakeUpstream
 from sqlalchemy import text
-from tokone.core.cli import app as cli_app
+from tokone.core.cli.main import app as cli_app
 from tokone.core.config import load_config
-from tokone.core.db import make_engine
+from tokone.core.store.db import make_engine
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TOKONE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -98,7 +98,7 @@ class Gateway:
             [
                 sys.executable,
                 "-m",
-                "tokone.core.cli",
+                "tokone.core.cli.main",
                 "--config",
                 str(self.config_path),
                 "serve",

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import httpx
 from sqlalchemy import text
 from tokone.core.config import load_config
-from tokone.core.db import make_engine
+from tokone.core.store.db import make_engine
 
 
 def database_url(gateway) -> str:

@@ -25,7 +25,7 @@ from ledger_checks import (
     with_billing,
 )
 from sqlalchemy import text
-from tokone.core.db import make_engine
+from tokone.core.store.db import make_engine
 from tokone.providers.mock_words import WORDS
 
 MESSAGES = [{"role": "user", "content": "say hello to me"}]

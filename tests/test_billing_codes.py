@@ -11,7 +11,7 @@ import httpx
 import pytest
 from ledger_checks import assert_ledger_consistent, database_url
 from sqlalchemy import text
-from tokone.core.db import make_engine
+from tokone.core.store.db import make_engine
 
 
 @pytest.fixture

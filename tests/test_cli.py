@@ -123,7 +123,7 @@ def test_revoked_key_cannot_be_enabled_or_rotated(cli):
 
 
 def test_help_reads_well(cli):
-    from tokone.core.cli import app
+    from tokone.core.cli.main import app
     from typer.testing import CliRunner
 
     out = CliRunner().invoke(app, ["--help"]).stdout

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from tokone.core.cli import app
+from tokone.core.cli.main import app
 from tokone.core.config import ConfigError, load_config, parse_config
 from typer.testing import CliRunner
 

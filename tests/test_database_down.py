@@ -16,7 +16,7 @@ import httpx
 import psycopg
 from conftest import POSTGRES_ADMIN_URL
 from sqlalchemy import text
-from tokone.core.db import make_engine
+from tokone.core.store.db import make_engine
 
 BODIES = {
     "openai": (
@@ -74,7 +74,7 @@ def set_connections(database_url: str, allowed: bool) -> None:
 def test_serve_without_database_exits_with_one_line(tmp_path):
     url = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/test"
     result = subprocess.run(
-        [sys.executable, "-m", "tokone.core.cli", "serve", "--port", "1"],
+        [sys.executable, "-m", "tokone.core.cli.main", "serve", "--port", "1"],
         env={**os.environ, "TOKONE_DATABASE_URL": url},
         cwd=tmp_path,
         capture_output=True,
@@ -143,7 +143,7 @@ def test_database_down_answers_503_then_recovers(make_gateway, postgres_url):
 
 
 def test_settlements_are_kept_while_the_database_is_away(tmp_path, monkeypatch):
-    from tokone.core.db import upgrade
+    from tokone.core.store.db import upgrade
     from tokone.plugins import ledger
 
     monkeypatch.setattr(ledger, "RETRY_DELAYS", ())

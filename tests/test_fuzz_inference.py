@@ -21,7 +21,7 @@ from conftest import MOCK_PROVIDER, Gateway, start_gateway
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
-from tokone.core.db import make_engine
+from tokone.core.store.db import make_engine
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CONTENTS = [{"role": "user", "parts": [{"text": "hi"}]}]

@@ -22,9 +22,9 @@ from conftest import BASE_TOML, KEY_ACCOUNTS, Gateway, free_port, new_key
 from fake_upstream import FakeUpstream
 from sqlalchemy import text
 from tokone.core.config import load_config
-from tokone.core.db import make_engine
 from tokone.core.errors import GatewayError
-from tokone.core.fastpath import FastPath
+from tokone.core.http.fastpath import FastPath
+from tokone.core.store.db import make_engine
 from tokone.core.types import Call, Family
 
 UPSTREAM_KEY = "upstream-secret-gemini"

@@ -12,8 +12,8 @@ import pytest
 from ledger_checks import assert_ledger_consistent, read_ledger
 from sqlalchemy import text
 from tokone.core.config import parse_config
-from tokone.core.db import make_engine, upgrade
 from tokone.core.errors import GatewayError
+from tokone.core.store.db import make_engine, upgrade
 from tokone.core.types import Call, Family, Principal
 from tokone.plugins import ledger
 

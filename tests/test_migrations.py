@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import tokone.core.models  # noqa: F401
+import tokone.core.store.tables  # noqa: F401
 from sqlalchemy import create_engine, inspect
 from sqlmodel import SQLModel
-from tokone.core.db import alembic_config, normalise_url, upgrade
+from tokone.core.store.db import alembic_config, normalise_url, upgrade
 
 from alembic import command
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from tokone.core.cli import app
+from tokone.core.cli.main import app
 from typer.testing import CliRunner
 
 TEST_PLUGINS = str(Path(__file__).parent / "plugins")

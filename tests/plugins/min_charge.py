@@ -19,7 +19,7 @@ from collections.abc import Generator
 
 import msgspec
 import typer
-from tokone.core.accounts import AccountError, format_amount, parse_amount
+from tokone.core.domain.accounts import AccountError, format_amount, parse_amount
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Charge, Usage
@@ -78,7 +78,7 @@ def register_commands(app: typer.Typer) -> None:
     @app.command("min-charge")
     def show_min_charge() -> None:
         """Show the minimum charge per call ([plugins.min_charge] amount)."""
-        from tokone.core.cli import plugin_config
+        from tokone.core.cli.main import plugin_config
 
         settings: MinChargeConfig = plugin_config(NAME)
         typer.echo(f"minimum charge per call: {settings.amount} ({settings.micro} micro-units)")

@@ -2,7 +2,7 @@
 sub-commands of `tokone accounts` (override, adjust, refund).
 
 Registered on the main app by :func:`register`; the shared helpers (config loading, the
-migrated engine, error exits) come from `tokone.core.cli`, imported late since it imports
+migrated engine, error exits) come from `tokone.core.cli.main`, imported late since it imports
 this module.
 """
 
@@ -13,10 +13,10 @@ import time
 from typing import Annotated, Any
 
 import typer
-from tokone.core import accounts as ops
-from tokone.core.codes import create_codes, list_codes
-from tokone.core.keys import KeyHasher
-from tokone.core.usage_report import UsageFilter, format_table, time_range, usage_report
+from tokone.core.domain import accounts as ops
+from tokone.core.domain.codes import create_codes, list_codes
+from tokone.core.domain.keys import KeyHasher
+from tokone.core.domain.usage_report import UsageFilter, format_table, time_range, usage_report
 
 groups_app = typer.Typer(help="Pricing groups and their multipliers.", no_args_is_help=True)
 codes_app = typer.Typer(help="Redemption codes (top-ups users redeem).", no_args_is_help=True)
@@ -25,8 +25,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable outpu
 
 
 def _cli() -> Any:
-    """`tokone.core.cli`, imported late (it imports this module)."""
-    from tokone.core import cli
+    """`tokone.core.cli.main`, imported late (it imports this module)."""
+    from tokone.core.cli import main as cli
 
     return cli
 

@@ -9,11 +9,12 @@ import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import BaseRouteHandler
 from litestar.response import Stream
-from tokone.core import pipeline, routes_gemini
+from tokone.core import pipeline
 from tokone.core.errors import GatewayError
-from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import (
+from tokone.core.http import routes_gemini
+from tokone.core.http.fastpath import Handler, Incoming, bind_routes
+from tokone.core.http.ingress import (
     Choices,
     OutputCap,
     client_key,
@@ -96,7 +97,7 @@ def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
     @get("/v1/models", name="openai.models")
     async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
         if "anthropic-version" in request.headers:
-            from tokone.core import routes_anthropic  # here: it imports this module
+            from tokone.core.http import routes_anthropic  # here: it imports this module
 
             return await routes_anthropic.list_models(gateway, request)
         if routes_gemini.wants_gemini(request):
@@ -112,7 +113,7 @@ def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
     async def get_model(request: Request[Any, Any, Any], model: str) -> Response[Any]:
         model = model.lstrip("/")
         if "anthropic-version" in request.headers:
-            from tokone.core import routes_anthropic  # here: it imports this module
+            from tokone.core.http import routes_anthropic  # here: it imports this module
 
             return await routes_anthropic.get_model(gateway, request, model)
         if routes_gemini.wants_gemini(request):

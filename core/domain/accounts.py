@@ -10,8 +10,8 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, func, text
 from sqlmodel import Session, col, select
-from tokone.core.keys import KeyHasher, generate_key, visible_prefix
-from tokone.core.models import Account, ApiKey, Group, Hold, LedgerEntry, UsageRecord
+from tokone.core.domain.keys import KeyHasher, generate_key, visible_prefix
+from tokone.core.store.tables import Account, ApiKey, Group, Hold, LedgerEntry, UsageRecord
 
 MICRO = 1_000_000
 MAX_UNITS = 10**12

@@ -44,9 +44,9 @@ from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEve
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError, error_body, error_bytes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import client_key, decode_body, new_request_id
+from tokone.core.http.ingress import client_key, decode_body, new_request_id
+from tokone.core.http.routes_openai import OpenAIParams
 from tokone.core.model_names import check_model
-from tokone.core.routes_openai import OpenAIParams
 from tokone.core.types import Call, Candidate, Family, Principal
 from tokone.core.upstream import UpstreamReply, sse_data
 

@@ -16,12 +16,12 @@ import typer
 import typer.main
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
-from tokone.core import accounts as ops
-from tokone.core.cli_billing import register as register_billing
-from tokone.core.cli_providers import providers_app
+from tokone.core.cli.billing import register as register_billing
+from tokone.core.cli.providers import providers_app
 from tokone.core.config import Config, ConfigError, load_config
-from tokone.core.db import make_engine, upgrade
-from tokone.core.models import Account
+from tokone.core.domain import accounts as ops
+from tokone.core.store.db import make_engine, upgrade
+from tokone.core.store.tables import Account
 from typer.core import TyperGroup
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def serve(
         err=True,
     )
     uvicorn.run(
-        "tokone.core.asgi:app",
+        "tokone.core.http.asgi:app",
         factory=True,
         host=host,
         port=port,
@@ -225,7 +225,7 @@ def check_database_or_exit(config: Config) -> None:
     """
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
-    from tokone.core.db import normalise_url
+    from tokone.core.store.db import normalise_url
 
     url = config.database.url
     try:
@@ -354,7 +354,7 @@ def keys_create(
 ) -> None:
     """Create a key. It is printed once, alone on the last line; only its hash is stored."""
     config = config_or_exit()
-    from tokone.core.keys import KeyHasher
+    from tokone.core.domain.keys import KeyHasher
 
     try:
         row, key = ops.create_key(
@@ -426,7 +426,7 @@ def keys_revoke(key_id: int) -> None:
 def keys_rotate(key_id: int) -> None:
     """Replace a key's secret; prints the new key on the last line; the old one stops at once."""
     config = config_or_exit()
-    from tokone.core.keys import KeyHasher
+    from tokone.core.domain.keys import KeyHasher
 
     try:
         _row, key = ops.rotate_key(

@@ -18,17 +18,17 @@ from litestar import Request, Response
 from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
-from tokone.core.fastpath import Handler, Incoming, bind_routes
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import (
+from tokone.core.http.fastpath import Handler, Incoming, bind_routes
+from tokone.core.http.ingress import (
     OutputCap,
     client_key,
     decode_body,
     error_response,
     new_request_id,
 )
+from tokone.core.http.routes_openai import visible_models
 from tokone.core.model_names import check_model
-from tokone.core.routes_openai import visible_models
 from tokone.core.types import Call, Family
 
 FAMILY = Family.ANTHROPIC

@@ -18,8 +18,8 @@ providers_app = typer.Typer(
 
 
 def _base() -> Any:
-    """`tokone.core.cli`, imported late (it imports this module)."""
-    from tokone.core import cli
+    """`tokone.core.cli.main`, imported late (it imports this module)."""
+    from tokone.core.cli import main as cli
 
     return cli
 

@@ -11,17 +11,17 @@ from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
 from sqlalchemy import text
-from tokone.core.admin import StrictStructSchemaPlugin
 from tokone.core.config import Config
 from tokone.core.errors import GatewayError
-from tokone.core.fastpath import FastPath
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import error_response, family_for_path, new_request_id
+from tokone.core.http.admin_auth import StrictStructSchemaPlugin
+from tokone.core.http.fastpath import FastPath
+from tokone.core.http.ingress import error_response, family_for_path, new_request_id
+from tokone.core.http.routes_anthropic import anthropic_fast_routes
+from tokone.core.http.routes_gemini import gemini_handlers
+from tokone.core.http.routes_openai import openai_fast_routes, openai_handlers
+from tokone.core.http.routes_responses_ws import responses_ws_handlers
 from tokone.core.logs import configure_logging
-from tokone.core.routes_anthropic import anthropic_fast_routes
-from tokone.core.routes_gemini import gemini_handlers
-from tokone.core.routes_openai import openai_fast_routes, openai_handlers
-from tokone.core.routes_responses_ws import responses_ws_handlers
 
 _HTTP_KINDS = {
     400: "invalid_request",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from litestar.types import ASGIApp
-from tokone.core.app import create_app
 from tokone.core.config import load_config
+from tokone.core.http.app import create_app
 
 
 def app() -> ASGIApp:

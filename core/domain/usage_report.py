@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import Engine, case, func
 from sqlmodel import Session, col, select
-from tokone.core.accounts import AccountError, format_amount, get_account
-from tokone.core.models import Account, ApiKey, UsageRecord
+from tokone.core.domain.accounts import AccountError, format_amount, get_account
+from tokone.core.store.tables import Account, ApiKey, UsageRecord
 
 
 def parse_time(value: str) -> float:

@@ -22,7 +22,7 @@ from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
-from tokone.core.ingress import (
+from tokone.core.http.ingress import (
     Choices,
     OutputCap,
     client_key,

@@ -33,7 +33,7 @@ from litestar.types import (
     Send,
 )
 from tokone.core.errors import GatewayError
-from tokone.core.ingress import error_response, new_request_id
+from tokone.core.http.ingress import error_response, new_request_id
 from tokone.core.types import Family
 
 Handler = Callable[["Incoming"], Awaitable["Response[Any] | Stream"]]

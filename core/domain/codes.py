@@ -18,9 +18,9 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, text
 from sqlmodel import Session, col, select
-from tokone.core.accounts import AccountError, format_amount
-from tokone.core.keys import KeyHasher
-from tokone.core.models import Account, LedgerEntry, RedemptionCode
+from tokone.core.domain.accounts import AccountError, format_amount
+from tokone.core.domain.keys import KeyHasher
+from tokone.core.store.tables import Account, LedgerEntry, RedemptionCode
 
 CODE_PREFIX = "tkc-"
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"

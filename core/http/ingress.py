@@ -13,7 +13,7 @@ from tokone.core.errors import GatewayError, error_bytes
 from tokone.core.types import Family
 
 if TYPE_CHECKING:
-    from tokone.core.fastpath import Incoming
+    from tokone.core.http.fastpath import Incoming
 
 QUERY_KEY_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "x-api-key", "x-goog-api-key"})
 """Query parameter names (compared case-insensitively, after percent-decoding) that carry a

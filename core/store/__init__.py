@@ -1,0 +1,1 @@
+"""Storage: the database engine and migrations (``db``) and the tables (``tables``)."""
