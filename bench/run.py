@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--duration 10] [--workloads chat_c1,chat_c32,...]
                                   [--soak] [--json results.json] [--litellm /venv/bin/python]
 
-Starts ``tests/fake_upstream.py`` (zero delay, 16 chunks per stream) and ``tokone serve``
+Starts ``tests/fake_upstream`` (zero delay, 16 chunks per stream) and ``tokone serve``
 with the full default plugin pipeline on SQLite (key auth, admission with a balance hold,
 pricing, ledger, usage record, one log line per request), loads each with wrk and prints
 one row per workload. Afterwards TokOne is stopped gracefully and the database must show

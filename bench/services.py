@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE_UPSTREAM = REPO / "tests" / "fake_upstream.py"
+FAKE_UPSTREAM = REPO / "tests" / "fake_upstream"
 ACCOUNT = "bench"
 TOPUP = "1000000"
 """Currency units topped up on the bench account: far more than any run can spend."""
@@ -221,7 +221,7 @@ class Service:
 
 
 def fake_upstream(workdir: Path, extra: list[str] | None = None) -> Service:
-    """The fake upstream (`tests/fake_upstream.py --no-record`, zero delay unless `extra`
+    """The fake upstream (`tests/fake_upstream --no-record`, zero delay unless `extra`
     paces it, e.g. ``["--first-delay", "0.3"]``), started."""
     port = free_port()
     return Service(

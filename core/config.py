@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -67,6 +67,28 @@ class PluginsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 PLUGINS_KEYS = ("modules", "disable")
 """The keys of `[plugins]` itself; any other key must be a `[plugins.NAME]` table."""
+
+
+DEFAULT_REFRESH_SECONDS = 1.0
+
+
+class RefreshSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`[plugins.NAME]` of a plugin that keeps a database table in memory and re-reads it.
+
+    The schema of `key_auth` (keys), `token_pricing` (groups) and `health` (manual channel
+    switches): `refresh_seconds` is how old this process's copy may get, so how soon a
+    change made elsewhere (another process, the CLI) takes effect here.
+    """
+
+    refresh_seconds: Annotated[float, msgspec.Meta(gt=0)] = DEFAULT_REFRESH_SECONDS
+    """Seconds between two reads of the table (default 1)."""
+
+
+def refresh_seconds(settings: object) -> float:
+    """The interval in a plugin's `RefreshSettings` (the default for anything else)."""
+    if isinstance(settings, RefreshSettings):
+        return settings.refresh_seconds
+    return DEFAULT_REFRESH_SECONDS
 
 
 class TimeoutsConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

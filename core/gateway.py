@@ -39,6 +39,13 @@ class Gateway:
                     f"{provider.adapter!r} (expected one of: {known})"
                 )
             self.adapters[provider.name] = adapter_type(provider)
+        self.translated: list[Adapter] = [
+            wrapper
+            for adapter in self.adapters.values()
+            for found in self.hook.register_translators(adapter=adapter, gateway=self)
+            for wrapper in found or ()
+        ]
+        """Adapters serving other families through a channel's own (`register_translators`)."""
 
     def plugin_config(self, name: str) -> Any:
         """The validated settings of the plugin registered as `name`, from `[plugins.NAME]`.

@@ -4,7 +4,8 @@ A request goes through them in this order::
 
     authenticate -> admit -> route -> (adapter sends) -> price -> meter
 
-plus `register_providers` (which wire formats exist), `routes` (extra HTTP endpoints),
+plus `register_providers` (which wire formats exist), `channel_health` (who keeps the
+channels' breakers and manual switches), `routes` (extra HTTP endpoints),
 `startup` / `shutdown` (background work), `plugin_config_schema` (the settings a plugin
 takes from its `[plugins.NAME]` table, read back with ``gateway.plugin_config(NAME)``) and
 `register_commands` (extra `tokone` CLI commands). Plugins implement them with
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import msgspec
     import typer
     from tokone.core.gateway import Gateway
+    from tokone.core.health import ChannelHealth
     from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
     from tokone.core.upstream import Adapter
 
@@ -88,6 +90,18 @@ def route(call: Call, gateway: Gateway) -> list[Candidate] | None:
     firstresult: one routing policy decides. The core tries the candidates in order and
     fails over to the next on connect errors, timeouts, 401/403, 429 and 5xx, but only before
     the first byte has reached the client. An empty list means the model is unknown (404).
+    """
+
+
+@hookspec(firstresult=True)
+def channel_health(gateway: Gateway) -> ChannelHealth | None:
+    """Return the object that keeps the channels' health (breakers, manual switches).
+
+    firstresult: one owner. Asked once per gateway; the failover loop then asks it before
+    each attempt and reports each attempt's result, and the router asks which channels are
+    usable (see :class:`tokone.core.health.ChannelHealth`). With no implementation every
+    enabled channel is always tried and manual switches are refused (the built-in `health`
+    plugin is the default owner).
     """
 
 
@@ -142,6 +156,16 @@ def shutdown(gateway: Gateway) -> Awaitable[None] | None:
 
 
 @hookspec
+def groups_changed(gateway: Gateway) -> None:
+    """A pricing group was created or its multiplier changed by this process (admin API).
+
+    Reload whatever caches the groups (the `token_pricing` group table) now, so the change
+    applies here at once; other processes pick it up at their next refresh. All
+    implementations run.
+    """
+
+
+@hookspec
 def plugin_config_schema() -> type[msgspec.Struct] | None:
     """Return the msgspec Struct type that this plugin's `[plugins.NAME]` table must match.
 
@@ -168,4 +192,19 @@ def register_commands(app: typer.Typer) -> None:
     the built-in command. `app` is a fresh ``typer.Typer`` whose commands sit beside the
     built-in ones; a command reads its settings with ``tokone.core.cli.main.plugin_config(NAME)``
     and the whole config with ``tokone.core.cli.main.config_or_exit()``.
+    """
+
+
+@hookspec
+def register_translators(adapter: Adapter, gateway: Gateway) -> list[Adapter]:  # type: ignore[empty-body]  # pluggy spec, never called
+    """Return adapters that serve other API families through the channel adapter `adapter`.
+
+    Called once per configured channel when the gateway is built; all implementations run
+    and their lists are concatenated into ``gateway.translated``. Each returned adapter has
+    the channel's `provider` and says in `supports` which client calls it takes (e.g. an
+    OpenAI chat call for an Anthropic channel); its `send` turns the request into the
+    channel's family, sends it with `adapter`, and turns the reply (whole, or each stream
+    event) back, keeping the usage the channel's own parser read, so billing is exact.
+    Routing tries native candidates first and translated ones after them. Return an empty
+    list for a channel that needs no translation (it already speaks the family).
     """

@@ -1,7 +1,10 @@
 """The way of a request: authenticate, route, admit, send with failover, price, meter.
 
-One pipeline serves every endpoint family; ingress modules build a :class:`Call` and hand it
-here, and turn a :class:`GatewayError` into their family's error shape.
+One pipeline serves every endpoint family and transport; the family modules of the inference
+ingress (:mod:`tokone.core.http.inference`) build a :class:`Call` and hand it here, and get
+back a :class:`~tokone.core.types.Reply` (bytes or a stream) that the ingress writes to ASGI.
+A refusal is raised as a :class:`GatewayError`, which the ingress answers in the family's
+error shape.
 """
 
 from __future__ import annotations
@@ -9,16 +12,14 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from functools import partial
 
 import msgspec
-from litestar import Response
-from litestar.response import Stream
 from tokone.core.errors import GatewayError, error_bytes, sse_error_event
 from tokone.core.gateway import Gateway, gather_awaitables
 from tokone.core.health import health
 from tokone.core.tokens import MAX_TOKENS, token_count
-from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Usage
+from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Reply, Usage
 from tokone.core.upstream import StreamRelay, UpstreamError, UpstreamReply
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -45,25 +46,29 @@ def mask(key: str) -> str:
     return key[:5] + "…" + key[-2:] if len(key) > 10 else "…"
 
 
-async def run(gateway: Gateway, call: Call) -> Response[Any] | Stream:
-    """Serve one admitted-and-authenticated inference call; raise GatewayError to refuse it."""
+async def run(gateway: Gateway, call: Call) -> Reply:
+    """Serve one admitted-and-authenticated inference call; raise GatewayError to refuse it.
+
+    A whole reply is metered once it has been written (`Reply.after_send`); a stream is
+    metered by :func:`relay` however it ends.
+    """
     candidate, reply = await start(gateway, call)
     if reply.stream is None:
         outcome = finish(gateway, call, candidate, reply.status, reply.usage)
-        meter(gateway, call, outcome)
+        # The upstream's content-type becomes the media type (the writer drops the header).
         headers = {**reply.headers, **call.response_headers, "x-request-id": call.request_id}
-        return Response(
+        return Reply(
+            reply.status,
             reply.body,
-            status_code=reply.status,
-            headers=headers,
-            media_type=reply.headers.get("content-type", "application/json"),
+            headers,
+            reply.headers.get("content-type", "application/json"),
+            after_send=partial(meter, gateway, call, outcome),
         )
-    headers = {**SSE_HEADERS, **call.response_headers, "x-request-id": call.request_id}
-    return Stream(
-        relay(gateway, call, candidate, reply),
-        status_code=reply.status,
-        headers=headers,
+    return Reply(
+        reply.status,
+        headers={**SSE_HEADERS, **call.response_headers, "x-request-id": call.request_id},
         media_type="text/event-stream",
+        stream=relay(gateway, call, candidate, reply),
     )
 
 

@@ -40,14 +40,21 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "tokone.plugins.rate_limit",
     "tokone.plugins.access",
     "tokone.plugins.routing",
+    "tokone.plugins.translate",
     "tokone.plugins.health",
     "tokone.plugins.channel_admin",
     "tokone.plugins.token_pricing",
+    # before the ledger: both hold in admit as trylast, and pluggy runs the earlier-registered
+    # trylast one first, so the limit holds come before the balance hold
+    "tokone.plugins.key_limits",
     "tokone.plugins.ledger",
+    "tokone.plugins.ip_allow",
     "tokone.plugins.admin_api",
     "tokone.plugins.dashboard",
+    "tokone.plugins.console",
     "tokone.plugins.usage_log",
     "tokone.plugins.metrics",
+    "tokone.plugins.alerts",
 )
 ENTRY_POINT_GROUP = "tokone"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,19 @@ class Principal:
     expires_at: float | None = None
     multiplier_override: float | None = None
     limits: dict[str, int] = field(default_factory=dict)
+    spend_limit: int | None = None
+    """The key's total spend cap in micro-units (None: none set on the key)."""
+    period_limit: int | None = None
+    """The key's spend cap per `limit_period` in micro-units (None: none set on the key)."""
+    limit_period: str | None = None
+    """`day`, `week` or `month` (None: the group default, if any)."""
+    limit_timezone: str = ""
+    """The IANA time zone whose midnight starts a period ("" : the configured default)."""
+    allowed_ips: tuple[str, ...] = ()
+    """CIDR ranges the key may be used from; empty means anywhere (or the group default)."""
+    account_budget: int | None = None
+    """The account's spend cap per `account_budget_period` (micro-units; None: no budget)."""
+    account_budget_period: str | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +112,18 @@ class Candidate:
     upstream_model: str
 
 
+@dataclass(slots=True, frozen=True)
+class ClientAddress:
+    """Where a call came from, as the ingress saw it; which proxy to trust is a plugin's call."""
+
+    peer: str | None = None
+    """The TCP peer's IP address (ASGI ``scope["client"]``); None when the server gave none."""
+    forwarded_for: str = ""
+    """The request's ``X-Forwarded-For`` headers, comma-joined ("" when absent)."""
+    forwarded: str = ""
+    """The request's ``Forwarded`` (RFC 7239) headers, comma-joined ("" when absent)."""
+
+
 @dataclass(slots=True)
 class Call:
     """One inference request on its way through the gateway."""
@@ -111,6 +137,8 @@ class Call:
     """The request body exactly as the client sent it."""
     stream: bool = False
     principal: Principal | None = None
+    client: ClientAddress = field(default_factory=ClientAddress)
+    """The client's address (the ingress sets it; the `ip_allow` plugin checks it)."""
     service_tier: str | None = None
     max_output_tokens: int | None = None
     choices: int = 1
@@ -178,3 +206,22 @@ class Outcome:
     upstream_model: str = ""
     latency_ms: float = 0.0
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Reply:
+    """An HTTP answer as the pipeline and the ingress build it; the ingress writes it to ASGI.
+
+    Either a whole `body` or a `stream` of byte chunks (closed by the writer however it
+    ends). `media_type` is the one `content-type` the reply carries, and the writer sets
+    `content-length`: a `content-type` or `content-length` in `headers` is never written.
+    `after_send`, when set, runs once the whole body has been handed to the server (how a
+    non-streamed call is metered after its response, never delaying it).
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    media_type: str = "application/json"
+    stream: AsyncGenerator[bytes, None] | None = None
+    after_send: Callable[[], None] | None = None

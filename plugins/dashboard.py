@@ -13,8 +13,9 @@
   service-tier factors that multiply them further.
 
 The key is sent as for inference calls (``Authorization: Bearer``, ``x-api-key`` or
-``x-goog-api-key``); errors use the OpenAI error shape. Amounts are given as decimal strings
-and as integer micro-units.
+``x-goog-api-key``) and resolved by the app's ``principal`` dependency; errors (raised as
+``GatewayError``) are answered by the app's handler in the OpenAI error shape. Amounts are
+given as decimal strings and as integer micro-units.
 """
 
 from __future__ import annotations
@@ -24,33 +25,22 @@ from fractions import Fraction
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 from sqlmodel import Session
-from tokone.core import pipeline
-from tokone.core.domain.accounts import AccountError, format_amount
 from tokone.core.domain.codes import redeem
+from tokone.core.domain.errors import AccountError
+from tokone.core.domain.money import format_amount
 from tokone.core.domain.usage_report import UsageFilter, time_range, usage_report
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.http.admin_auth import document_errors
-from tokone.core.http.ingress import client_key, error_response
+from tokone.core.http.ingress import FAMILY_OPT, Caller
 from tokone.core.store.tables import Account
 from tokone.core.types import Family, Principal
 from tokone.plugins.token_pricing import MICRO, exact, multiplier_for
 
 FAMILY = Family.OPENAI
-
-
-def refusal(error: GatewayError) -> Response[Any]:
-    """`error` as an OpenAI-shaped error response, for any of the handlers below.
-
-    Typed `Response[Any]` so that a handler can keep its success type as its return annotation
-    (`Response[BalanceOut]`, ...): Litestar builds the documented 200 schema from that
-    annotation, and a union or `Response[Any]` there would document it as `{}`. The error
-    responses are documented by `document_errors`.
-    """
-    return error_response(FAMILY, error)
 
 
 class BalanceOut(msgspec.Struct):
@@ -144,9 +134,7 @@ def pricing_for(gateway: Gateway, principal: Principal) -> PricingOut:
 def dashboard_handlers(gateway: Gateway) -> list[Any]:
     """The user endpoints, bound to `gateway`."""
     engine = gateway.engine
-
-    async def caller(request: Request[Any, Any, Any]) -> Principal:
-        return await pipeline.authenticate(gateway, client_key(request))
+    opt = {FAMILY_OPT: FAMILY}  # errors in OpenAI's shape, whatever the client's headers
 
     def read_balance(principal: Principal) -> BalanceOut:
         with Session(engine) as session:
@@ -164,18 +152,14 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
             available_micro=account.balance - account.held,
         )
 
-    @get("/v1/dashboard/balance", tags=["dashboard"])
-    async def balance(request: Request[Any, Any, Any]) -> Response[BalanceOut]:
+    @get("/v1/dashboard/balance", tags=["dashboard"], opt=opt)
+    async def balance(principal: Caller) -> Response[BalanceOut]:
         """The caller's balance, held and available money, and price multiplier."""
-        try:
-            principal = await caller(request)
-            return Response(await asyncio.to_thread(read_balance, principal))
-        except GatewayError as error:
-            return refusal(error)
+        return Response(await asyncio.to_thread(read_balance, principal))
 
-    @get("/v1/dashboard/usage", tags=["dashboard"])
+    @get("/v1/dashboard/usage", tags=["dashboard"], opt=opt)
     async def usage(
-        request: Request[Any, Any, Any],
+        principal: Caller,
         since: str | None = None,
         until: str | None = None,
         days: float | None = None,
@@ -183,29 +167,23 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
     ) -> Response[dict[str, Any]]:
         """The caller's usage per key and model, with totals (`since`/`until` or `days`)."""
         try:
-            principal = await caller(request)
             start, end = time_range(since, until, days)
-            wanted = UsageFilter(principal.account_name, None, model, start, end)
-            report = await asyncio.to_thread(usage_report, engine, wanted)
-            return Response(report.to_dict())
         except AccountError as exc:
-            return refusal(GatewayError("invalid_request", str(exc)))
-        except GatewayError as error:
-            return refusal(error)
+            raise GatewayError("invalid_request", str(exc)) from None
+        wanted = UsageFilter(principal.account_name, None, model, start, end)
+        report = await asyncio.to_thread(usage_report, engine, wanted)
+        return Response(report.to_dict())
 
-    @post("/v1/dashboard/redeem", tags=["dashboard"], status_code=200)
-    async def redeem_code(request: Request[Any, Any, Any], data: RedeemIn) -> Response[RedeemOut]:
+    @post("/v1/dashboard/redeem", tags=["dashboard"], status_code=200, opt=opt)
+    async def redeem_code(principal: Caller, data: RedeemIn) -> Response[RedeemOut]:
         """Redeem a top-up code for the caller's account (each code credits exactly once)."""
         try:
-            principal = await caller(request)
             amount, new_balance = await asyncio.to_thread(
                 redeem, engine, gateway.hasher, data.code, principal.account_id
             )
         except AccountError as exc:
             kind = "not_found" if exc.status == 404 else "invalid_request"
-            return refusal(GatewayError(kind, str(exc), status=exc.status))
-        except GatewayError as error:
-            return refusal(error)
+            raise GatewayError(kind, str(exc), status=exc.status) from None
         return Response(
             RedeemOut(
                 account=principal.account_name,
@@ -216,13 +194,10 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
             )
         )
 
-    @get("/pricing", tags=["dashboard"])
-    async def pricing(request: Request[Any, Any, Any]) -> Response[PricingOut]:
+    @get("/pricing", tags=["dashboard"], opt=opt)
+    async def pricing(principal: Caller) -> Response[PricingOut]:
         """Each priced model's prices for the caller (multiplier applied, per million tokens)."""
-        try:
-            return Response(pricing_for(gateway, await caller(request)))
-        except GatewayError as error:
-            return refusal(error)
+        return Response(pricing_for(gateway, principal))
 
     return document_errors([balance, usage, redeem_code, pricing], 400, 401, 403, 404, 409, 503)
 

@@ -1,7 +1,8 @@
 """Key authentication: `sk-…` keys looked up by HMAC hash, cached in-process for a second.
 
 The cache keeps a disable, revoke or rotate effective within a second on every process
-without a database round trip per request.
+without a database round trip per request; ``[plugins.key_auth] refresh_seconds`` sets that
+second.
 
 Database unreachable: a key that is not in the cache is refused with 503 (``retry-after``),
 never with a raw 500 or a misleading 401. A key that *is* in the cache keeps being served
@@ -22,16 +23,22 @@ from collections.abc import Awaitable
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
+from tokone.core.config import RefreshSettings, refresh_seconds
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.store.tables import Account, ApiKey
 from tokone.core.types import Principal
 
-CACHE_SECONDS = 1.0
 RETRY_AFTER_SECONDS = 2
 _CacheEntry = tuple[float, Principal | None, float]
 """(expires at, the principal or None for an unknown key, when it was read) — monotonic."""
+
+
+@hookimpl
+def plugin_config_schema() -> type[RefreshSettings]:
+    """`[plugins.key_auth] refresh_seconds`: how long a looked-up key is cached."""
+    return RefreshSettings
 
 
 def load_principal(engine: Engine, key_hash: str) -> Principal | None:
@@ -56,6 +63,13 @@ def load_principal(engine: Engine, key_hash: str) -> Principal | None:
         status=key.status,
         expires_at=key.expires_at,
         multiplier_override=account.multiplier_override,
+        spend_limit=key.spend_limit,
+        period_limit=key.period_limit,
+        limit_period=key.limit_period,
+        limit_timezone=key.limit_timezone,
+        allowed_ips=tuple(r for r in key.allowed_ips.split(",") if r),
+        account_budget=account.budget,
+        account_budget_period=account.budget_period,
     )
 
 
@@ -70,7 +84,7 @@ def check_usable(principal: Principal) -> Principal:
 
 @hookimpl
 def authenticate(key: str, gateway: Gateway) -> Principal | Awaitable[Principal | None] | None:
-    """Keys with the configured prefix, from the cache or (once a second) the database."""
+    """Keys with the configured prefix, from the cache or (once per interval) the database."""
     if not key.startswith(gateway.config.server.key_prefix):
         return None
     cache: dict[str, _CacheEntry] = gateway.state.setdefault("key_auth", {})
@@ -85,6 +99,7 @@ async def _refresh(
     gateway: Gateway, cache: dict[str, _CacheEntry], key_hash: str
 ) -> Principal | None:
     now = time.monotonic()
+    expires = now + refresh_seconds(gateway.plugin_config("key_auth"))
     try:
         principal = await asyncio.to_thread(load_principal, gateway.engine, key_hash)
     except DBAPIError as exc:
@@ -92,13 +107,13 @@ async def _refresh(
         if stale is None or stale[2] + gateway.config.billing.hold_timeout_seconds < now:
             gateway.log.warning("key_lookup_failed", error=repr(exc)[:300])
             raise database_unavailable() from None
-        # Serve the last good entry; ask the database again in a second at the earliest.
-        cache[key_hash] = (now + CACHE_SECONDS, stale[1], stale[2])
+        # Serve the last good entry; ask the database again in an interval at the earliest.
+        cache[key_hash] = (expires, stale[1], stale[2])
         principal = stale[1]
     else:
         if len(cache) > 100_000:
             cache.clear()
-        cache[key_hash] = (now + CACHE_SECONDS, principal, now)
+        cache[key_hash] = (expires, principal, now)
     return check_usable(principal) if principal is not None else None
 
 

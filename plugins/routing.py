@@ -5,6 +5,13 @@ through its `model_map` (an alias: public name -> upstream name). Channels switc
 operator or cooling down after failures are left out (a half-open channel stays in, so its
 probe can happen); channels whose upstream said `retry-after` go last until it has passed. A
 model that is served but has no usable channel is refused with 503 ("unavailable"), not 404.
+
+Which channels are usable is asked of the channel health owner (:mod:`tokone.core.health`;
+the `health` plugin by default). Without one every enabled channel serving the model is
+offered, so that 503 cannot happen.
+
+The weighted order is drawn from a `random.Random` (the module's :data:`RNG` unless one is
+passed), so a test can check the distribution with a seeded one instead of many HTTP calls.
 """
 
 from __future__ import annotations
@@ -12,12 +19,11 @@ from __future__ import annotations
 import math
 import random
 import time
-from typing import cast
 
 from tokone.core.config import ProviderConfig
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
-from tokone.core.health import Health, health
+from tokone.core.health import ChannelHealth, health
 from tokone.core.hookspecs import hookimpl
 from tokone.core.model_names import model_matches
 from tokone.core.types import Call, Candidate
@@ -30,11 +36,18 @@ def serves(provider: ProviderConfig, model: str) -> bool:
     )
 
 
+RNG = random.Random()
+"""The draws behind the weighted order in a server."""
+
+
 def order_by_priority_and_weight(
-    candidates: list[Candidate], rng: random.Random | None = None
+    candidates: list[Candidate], rng: random.Random = RNG
 ) -> list[Candidate]:
-    """Highest priority first; within a priority, a weighted random order (weight 0 last)."""
-    rng = rng or cast(random.Random, random)  # the module has the same API
+    """Highest priority first; within a priority, a weighted random order (weight 0 last).
+
+    Each place is drawn among the candidates left with probability proportional to their
+    weights, so the first is a channel of weight w with probability w / (sum of weights).
+    """
     tiers: dict[int, list[Candidate]] = {}
     for candidate in candidates:
         tiers.setdefault(candidate.provider.priority, []).append(candidate)
@@ -51,7 +64,9 @@ def order_by_priority_and_weight(
     return ordered
 
 
-def no_healthy_channel(call: Call, channels: Health, names: list[str], now: float) -> GatewayError:
+def no_healthy_channel(
+    call: Call, channels: ChannelHealth, names: list[str], now: float
+) -> GatewayError:
     """The 503 for a model whose every channel is switched off or cooling down."""
     wait = channels.usable_in(names, now)
     if wait is None:
@@ -74,7 +89,7 @@ def route(call: Call, gateway: Gateway) -> list[Candidate]:
     """Usable providers for the call's endpoint and model, best first; 503 if none is usable."""
     served = [
         adapter
-        for adapter in gateway.adapters.values()
+        for adapter in (*gateway.adapters.values(), *gateway.translated)
         if adapter.provider.enabled
         and adapter.supports(call)
         and serves(adapter.provider, call.model)
@@ -92,5 +107,12 @@ def route(call: Call, gateway: Gateway) -> list[Candidate]:
     if len(candidates) == 1:
         return candidates
     ordered = order_by_priority_and_weight(candidates)
-    # stable: channels with no retry-after keep their order; deferred ones go last, soonest first
-    return sorted(ordered, key=lambda c: channels.deferred_for(c.provider.name, now))
+    # stable: native before translated (`gateway.translated`); then channels with no
+    # retry-after keep their order, deferred ones go last, soonest first
+    return sorted(
+        ordered,
+        key=lambda c: (
+            c.adapter is not gateway.adapters.get(c.provider.name),
+            channels.deferred_for(c.provider.name, now),
+        ),
+    )

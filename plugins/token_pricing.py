@@ -34,7 +34,13 @@ from math import lcm
 import structlog
 from sqlalchemy import Engine
 from sqlmodel import Session, select
-from tokone.core.config import Config, ModelPrice
+from tokone.core.config import (
+    DEFAULT_REFRESH_SECONDS,
+    Config,
+    ModelPrice,
+    RefreshSettings,
+    refresh_seconds,
+)
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.model_names import model_matches
@@ -42,7 +48,6 @@ from tokone.core.store.tables import Group
 from tokone.core.types import Call, Charge, Principal, Usage
 
 MICRO = 1_000_000
-GROUPS_REFRESH_SECONDS = 1.0
 
 
 @lru_cache(maxsize=4096)
@@ -83,14 +88,21 @@ class GroupTable:
     """Group multipliers: `[groups]` from the config overlaid with the `groups` table.
 
     Lookups never touch the database: in the server a background task re-reads the table
-    every second (so a change takes effect within about a second on every process); without
-    that task (the CLI, tests) a lookup re-reads it inline, at most once a second. The
-    database copy wins over the config on a name clash.
+    every `refresh_seconds` (`[plugins.token_pricing] refresh_seconds`, default 1; so a
+    change takes effect within about that on every process); without that task (the CLI,
+    tests) a lookup re-reads it inline, at most that often. The database copy wins over the
+    config on a name clash.
     """
 
-    def __init__(self, config: Config, engine: Engine | None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine | None,
+        refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+    ) -> None:
         self._config = {name: group.multiplier for name, group in config.groups.items()}
         self._engine = engine
+        self._refresh_seconds = refresh_seconds
         self._merged = dict(self._config)
         self._expires = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -102,7 +114,7 @@ class GroupTable:
             with Session(self._engine) as session:
                 merged.update({g.name: g.multiplier for g in session.exec(select(Group)).all()})
         self._merged = merged
-        self._expires = time.monotonic() + GROUPS_REFRESH_SECONDS
+        self._expires = time.monotonic() + self._refresh_seconds
         return merged
 
     def all(self) -> dict[str, float]:
@@ -116,7 +128,7 @@ class GroupTable:
         return self.all().get(name)
 
     def start(self) -> None:
-        """Read the table now, then keep re-reading it every second in the background."""
+        """Read the table now, then keep re-reading it in the background."""
         self.load()
         self._task = asyncio.get_running_loop().create_task(self._refresh_forever())
 
@@ -128,7 +140,7 @@ class GroupTable:
 
     async def _refresh_forever(self) -> None:
         while True:
-            await asyncio.sleep(GROUPS_REFRESH_SECONDS)
+            await asyncio.sleep(self._refresh_seconds)
             try:
                 await asyncio.to_thread(self.load)
             except Exception as exc:  # the database is unreachable: keep the last good copy
@@ -139,9 +151,16 @@ def group_table(gateway: Gateway) -> GroupTable:
     """This gateway's group table (created, and read once, on first use)."""
     table = gateway.state.get("groups")
     if table is None:
-        table = GroupTable(gateway.config, gateway.engine)
+        seconds = refresh_seconds(gateway.plugin_config("token_pricing"))
+        table = GroupTable(gateway.config, gateway.engine, seconds)
         gateway.state["groups"] = table
     return table
+
+
+@hookimpl
+def groups_changed(gateway: Gateway) -> None:
+    """Re-read the groups table now: a change made in this process applies at once."""
+    group_table(gateway).load()
 
 
 def multiplier_for(gateway: Gateway, principal: Principal | None) -> float:
@@ -196,6 +215,12 @@ def price(call: Call, usage: Usage, gateway: Gateway) -> Charge:
     if entry is None:
         return Charge(0, multiplier, tier, tier_factor, {"unpriced": True})
     return Charge(compute(entry, usage, multiplier, tier_factor), multiplier, tier, tier_factor)
+
+
+@hookimpl
+def plugin_config_schema() -> type[RefreshSettings]:
+    """`[plugins.token_pricing] refresh_seconds`: how often the groups table is re-read."""
+    return RefreshSettings
 
 
 @hookimpl

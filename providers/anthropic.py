@@ -121,13 +121,13 @@ _event_decoder = msgspec.json.Decoder(_Event)
 class _Block(msgspec.Struct):
     text: Any = None
     thinking: Any = None
-    input: msgspec.Raw | None = None
+    input: msgspec.Raw = msgspec.Raw()  # a `Raw | None` union refuses an object
 
     def chars(self) -> int:
         """Characters of generated text, thinking and tool input in this content block."""
         text = self.text if isinstance(self.text, str) else ""
         thinking = self.thinking if isinstance(self.thinking, str) else ""
-        return len(text) + len(thinking) + (len(self.input) if self.input else 0)
+        return len(text) + len(thinking) + len(self.input)
 
 
 class _Reply(msgspec.Struct):

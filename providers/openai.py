@@ -301,7 +301,18 @@ class OpenAIAdapter(Adapter):
         )
 
 
+class ChatOnlyAdapter(OpenAIAdapter):
+    """An OpenAI-compatible server without the Responses API (DeepSeek, many vLLM setups):
+    `responses` calls are left to a translator (`tokone.plugins.translate`)."""
+
+    name: ClassVar[str] = "openai-chat"
+
+    def supports(self, call: Call) -> bool:
+        """OpenAI-family calls on the PATHS endpoints other than the Responses API."""
+        return super().supports(call) and not call.endpoint.startswith("responses")
+
+
 @hookimpl
 def register_providers() -> dict[str, type[Adapter]]:
-    """The `openai` wire format."""
-    return {"openai": OpenAIAdapter}
+    """The `openai` wire format, and `openai-chat` for servers without /responses."""
+    return {"openai": OpenAIAdapter, "openai-chat": ChatOnlyAdapter}

@@ -2,10 +2,19 @@
 
 Tests drive TokOne the way users do: `tokone serve` as a subprocess, the official SDKs (or
 httpx) as clients, the CLI for accounts and keys.
+
+What a test module needs from here: the `gateway` fixture (one per module, from the module's
+`PROVIDERS`; tests use accounts of their own, :func:`new_key`) or `make_gateway` (one per
+test, for a config of its own); :class:`Gateway`'s SDK clients, CLI and `account()`; config
+pieces (BASE_TOML, MOCK_PROVIDER, FAST_REFRESH, :func:`provider`, :func:`price`); polling
+instead of sleeping (:func:`wait_until`, :func:`wait_for_usage`, :func:`records`); plugins
+on the path (:func:`importable`, `plugin_modules`). The ledger's own checks live in
+`ledger_checks.py`, the fake provider server in `fake_upstream/`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -15,15 +24,19 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anthropic
 import httpx
+import openai
 import pytest
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from fake_upstream import FakeUpstream
+from google import genai
+from google.genai import types as genai_types
 from sqlalchemy import text
 from tokone.core.cli.main import app as cli_app
 from tokone.core.config import load_config
@@ -33,6 +46,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "TOKONE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TOKONE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+T = TypeVar("T")
 
 BASE_TOML = """
 [server]
@@ -70,6 +84,86 @@ adapter = "mock"
 models = ["mock-1"]
 """
 
+ADMIN = {"authorization": "Bearer admin-test-key"}
+"""Headers of an admin API call (BASE_TOML's admin key)."""
+HELLO = [{"role": "user", "content": "hello there"}]
+"""A two-word chat prompt."""
+
+
+def provider(
+    name: str,
+    base_url: str,
+    *,
+    models: tuple[str, ...] = ("gpt-4o-mini",),
+    adapter: str = "openai",
+    priority: int = 0,
+    weight: int = 1,
+    api_key: str = "",
+    extra: str = "",
+) -> str:
+    """One `[[providers]]` table (`extra`: more lines of it, e.g. `timeouts = {...}`)."""
+    listed = ", ".join(f'"{m}"' for m in models)
+    key = f'api_key = "{api_key}"\n' if api_key else ""
+    return (
+        f'\n[[providers]]\nname = "{name}"\nadapter = "{adapter}"\nbase_url = "{base_url}"\n'
+        f"{key}models = [{listed}]\npriority = {priority}\nweight = {weight}\n{extra}\n"
+    )
+
+
+def price(model: str, input: float, output: float | None = None, **more: float) -> str:
+    """One `[prices."MODEL"]` table: per million tokens (`more`: `cached_input`, ...)."""
+    fields = {"input": input, "output": output, **more}
+    lines = "".join(f"{k} = {v}\n" for k, v in fields.items() if v is not None)
+    return f'\n[prices."{model}"]\n{lines}'
+
+
+FAST_REFRESH = """
+[plugins.key_auth]
+refresh_seconds = 0.05
+
+[plugins.token_pricing]
+refresh_seconds = 0.05
+
+[plugins.health]
+refresh_seconds = 0.05
+"""
+"""Config that makes a gateway see key, group and channel-switch changes within 50 ms, so a
+test polls for them (:func:`wait_until`) instead of sleeping past the default second."""
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
+    """Poll `predicate` every 20 ms until it returns something true, and return that; fail
+    (naming `what`) after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.02)
+    return value
+
+
+def wait_for_usage(gateway: Gateway, requests: int, account: str = "demo") -> dict[str, Any]:
+    """`accounts show --json` of `account` once it has `requests` usage records (at least)
+    and holds nothing, i.e. every call so far is settled."""
+    seen: list[dict[str, Any]] = []
+
+    def settled() -> dict[str, Any] | None:
+        seen[:] = [gateway.account(account)]
+        data = seen[0]
+        return data if data["usage"]["requests"] >= requests and data["held_micro"] == 0 else None
+
+    try:
+        return wait_until(settled)
+    except AssertionError:
+        raise AssertionError(f"usage not recorded: {seen}") from None
+
+
+def key_status(gateway: Gateway, key: str) -> int:
+    """The status `GET /v1/models` answers `key` with: 200, 401 (unknown, e.g. rotated away)
+    or 403 (disabled, revoked) — a side-effect-free way to see what the gateway knows."""
+    headers = {"authorization": f"Bearer {key}"}
+    return httpx.get(gateway.url + "/v1/models", headers=headers).status_code
+
 
 def free_port() -> int:
     """A TCP port nobody listens on right now."""
@@ -89,10 +183,15 @@ class Gateway:
         self.config_path.write_text(config_text)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / f"gateway-{port}.log"
+        self.serving_port = port
 
     def start(self, timeout: float = 30.0, port: int | None = None) -> Gateway:
-        """Start the server and wait until /healthz answers."""
-        port = port or self.port
+        """Start the server (on `port`, else its own) and wait until /healthz answers."""
+        return self.spawn(port).wait_ready(timeout)
+
+    def spawn(self, port: int | None = None) -> Gateway:
+        """Start the server process (on `port`, else its own) without waiting for it."""
+        self.serving_port = port = port or self.port
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -110,15 +209,21 @@ class Gateway:
             cwd=self.directory,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> Gateway:
+        """Wait until the spawned server answers /healthz (fail if it exits or is too slow)."""
+        assert self.process is not None, "spawn() first"
+        url = f"http://127.0.0.1:{self.serving_port}/healthz"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited:\n{self.log_path.read_text()[-4000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                if httpx.get(url, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
-                time.sleep(0.1)
+                time.sleep(0.05)
         raise RuntimeError(f"gateway did not start:\n{self.log_path.read_text()[-4000:]}")
 
     def stop(self, kill: bool = False) -> None:
@@ -152,6 +257,27 @@ class Gateway:
         if amount:
             self.cli("accounts", "topup", account, amount)
         return self.cli("keys", "create", "--account", account, *extra).strip().splitlines()[-1]
+
+    def openai_client(self, key: str) -> openai.OpenAI:
+        """The official OpenAI SDK on this gateway, as `key`, without retries."""
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=key, max_retries=0)
+
+    def anthropic_client(self, key: str) -> anthropic.Anthropic:
+        """The official Anthropic SDK on this gateway, as `key`, without retries."""
+        return anthropic.Anthropic(base_url=self.url, api_key=key, max_retries=0)
+
+    def gemini_client(self, key: str, api_version: str | None = None) -> genai.Client:
+        """google-genai on this gateway, as `key`, one attempt per call."""
+        options = genai_types.HttpOptions(
+            base_url=self.url,
+            api_version=api_version,
+            retry_options=genai_types.HttpRetryOptions(attempts=1),
+        )
+        return genai.Client(api_key=key, http_options=options)
+
+    def account(self, name: str = "demo") -> dict[str, Any]:
+        """`tokone accounts show NAME --json`, parsed."""
+        return json.loads(self.cli("accounts", "show", name, "--json"))
 
     @property
     def log(self) -> str:
@@ -196,6 +322,13 @@ def records(gateway: Gateway, key: str, count: int) -> list[dict[str, Any]]:
     raise AssertionError(f"expected {count} usage records, got {rows}")
 
 
+def start_together(*gateways: Gateway) -> list[Gateway]:
+    """Start several gateways at once (their processes boot side by side); return them ready."""
+    for gateway in gateways:
+        gateway.spawn()
+    return [gateway.wait_ready() for gateway in gateways]
+
+
 def start_gateway(directory: Path, extra: str) -> Gateway:
     """A running gateway on a free port: BASE_TOML with its SQLite database in `directory`,
     plus `extra` (providers, prices); for module-scoped fixtures (stopped by the caller)."""
@@ -215,14 +348,15 @@ def upstream(request: pytest.FixtureRequest) -> Iterator[FakeUpstream]:
 
 @pytest.fixture(scope="module")
 def gateway(
-    request: pytest.FixtureRequest,
-    tmp_path_factory: pytest.TempPathFactory,
-    upstream: FakeUpstream,
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Gateway]:
     """One gateway for a test module, configured with BASE_TOML plus the module's `PROVIDERS`
-    (a template whose `{base}` is the fake upstream's URL)."""
-    extra = request.module.PROVIDERS.format(base=upstream.base_url)
-    gw = start_gateway(tmp_path_factory.mktemp("gateway"), extra)
+    (a `str.format` template whose `{base}` is the URL of the module's `upstream`, which is
+    started only for a template that names it). Tests of one module share it: each uses
+    accounts of its own (:func:`new_key`)."""
+    template: str = request.module.PROVIDERS
+    base = request.getfixturevalue("upstream").base_url if "{base}" in template else ""
+    gw = start_gateway(tmp_path_factory.mktemp("gateway"), template.format(base=base))
     yield gw
     gw.stop()
 
@@ -239,9 +373,10 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     """Factory: `make_gateway(extra_toml, database=None)` starts a gateway (stopped at teardown).
 
     The config is BASE_TOML (SQLite in tmp_path, the mock provider unless `mock=False`)
-    plus `extra_toml`.
+    plus `extra_toml`; a PostgreSQL `database` is migrated (once) before the first start.
     """
     started: list[Gateway] = []
+    migrated: set[str] = set()
 
     def factory(
         extra: str = "", *, database: str | None = None, mock: bool = True, start: bool = True
@@ -253,13 +388,41 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
         text = BASE_TOML.format(port=port, database=database) + (MOCK_PROVIDER if mock else "")
         gateway = Gateway(directory, text + extra, port)
         started.append(gateway)
-        if database.startswith("postgresql"):
+        if database.startswith("postgresql") and database not in migrated:
             gateway.cli("db", "upgrade")
+            migrated.add(database)
         return gateway.start() if start else gateway
 
     yield factory
     for gateway in started:
         gateway.stop()
+
+
+TEST_PLUGINS = Path(__file__).parent / "plugins"
+"""Third-party plugins the tests load by module path (`min_charge`: own settings and command)."""
+
+
+def importable(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make the modules in `folder` importable here and in every gateway or CLI process the
+    test starts afterwards (PYTHONPATH); undone after the test."""
+    monkeypatch.setenv("PYTHONPATH", f"{folder}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    monkeypatch.syspath_prepend(str(folder))
+
+
+@pytest.fixture
+def plugin_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Factory: `plugin_modules(name=source, ...)` writes those modules into a folder of the
+    test's own and makes it :func:`importable`; returns the folder."""
+    folder = tmp_path / "mods"
+
+    def write(**modules: str) -> Path:
+        folder.mkdir(exist_ok=True)
+        for name, source in modules.items():
+            (folder / f"{name}.py").write_text(source)
+        importable(monkeypatch, folder)
+        return folder
+
+    return write
 
 
 @pytest.fixture

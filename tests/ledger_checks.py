@@ -136,6 +136,24 @@ def wait_settled(url: str, account: str, requests: int, timeout: float = 10.0) -
         time.sleep(0.05)
 
 
+def usage_record(gateway, request_id: str, timeout: float = 5.0) -> dict:
+    """The gateway's usage record of one call, once the ledger writer has written it."""
+    engine = make_engine(database_url(gateway))
+    query = text("SELECT * FROM usage_records WHERE request_id = :r")
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            with engine.connect() as conn:
+                row = conn.execute(query, {"r": request_id}).one_or_none()
+            if row is not None:
+                return dict(row._mapping)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no usage record for {request_id}")
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
 CHAT = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 
 

@@ -4,22 +4,17 @@ usage — against a running gateway, with the official `openai` SDK for the keys
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import openai
 import pytest
+from conftest import ADMIN, FAST_REFRESH, MOCK_PROVIDER, key_status, wait_until
 from ledger_checks import assert_ledger_consistent, database_url, wait_settled
 from tokone.providers.mock_words import WORDS
 
-ADMIN = {"authorization": "Bearer admin-test-key"}
 MESSAGES = [{"role": "user", "content": "say hello to me"}]
 BASE = 4 * 1 + len(WORDS) * 2
-
-
-@pytest.fixture
-def gateway(make_gateway):
-    return make_gateway()
+PROVIDERS = MOCK_PROVIDER + FAST_REFRESH
+"""One gateway for the module (conftest's `gateway`); every test uses accounts of its own."""
 
 
 @pytest.fixture
@@ -28,9 +23,25 @@ def admin(gateway):
         yield client
 
 
+@pytest.fixture
+def own_admin(make_gateway):
+    """A gateway of the test's own and an admin client for it: for a test that changes what
+    every account sees (a configured group)."""
+    gateway = make_gateway(FAST_REFRESH)
+    with httpx.Client(base_url=gateway.url + "/admin", headers=ADMIN, timeout=10) as client:
+        yield gateway, client
+
+
+def prices(gateway, key: str) -> dict:
+    """The caller's `/pricing` entry for mock-1."""
+    listed = httpx.get(gateway.url + "/pricing", headers={"authorization": f"Bearer {key}"})
+    return {m["model"]: m for m in listed.json()["models"]}["mock-1"]
+
+
 def chat(gateway, key: str) -> str:
-    reply = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
-    raw = reply.chat.completions.with_raw_response.create(model="mock-1", messages=MESSAGES)
+    raw = gateway.openai_client(key).chat.completions.with_raw_response.create(
+        model="mock-1", messages=MESSAGES
+    )
     return raw.headers["x-request-id"]
 
 
@@ -100,11 +111,13 @@ def test_accounts_money_and_checks(gateway, admin):
     assert check["ok"] and check["captured_micro"] == check["usage_cost_micro"] == cost
     kinds = [e["kind"] for e in admin.get("/accounts/acme/ledger").json()]
     assert kinds == ["refund", "capture", "adjustment", "topup", "topup"]
-    assert [a["name"] for a in admin.get("/accounts").json()] == ["acme"]
+    names = [a["name"] for a in admin.get("/accounts").json()]
+    assert "acme" in names and "x" not in names  # the refused create left nothing behind
     assert_ledger_consistent(database_url(gateway), "acme")
 
 
-def test_groups_and_overrides_reprice_calls(gateway, admin):
+def test_groups_and_overrides_reprice_calls(own_admin):
+    gateway, admin = own_admin
     groups = {g["name"]: g for g in admin.get("/groups").json()}
     assert groups["vip"] == {"name": "vip", "multiplier": 0.5, "source": "config"}
     assert admin.post("/groups", json={"name": "gold", "multiplier": 0.25}).status_code == 201
@@ -125,7 +138,7 @@ def test_groups_and_overrides_reprice_calls(gateway, admin):
     assert wait_settled(url, "g", 1).usage_cost == 7  # 28 x 0.25
     override = admin.put("/accounts/g/override", json={"multiplier": 2})
     assert override.json()["multiplier_override"] == 2.0
-    time.sleep(1.1)  # keys (and so overrides) are re-read every second
+    wait_until(lambda: prices(gateway, key)["input"] == "2")  # keys (and so overrides) re-read
     chat(gateway, key)
     assert wait_settled(url, "g", 2).usage_cost == 7 + 56
     assert (
@@ -148,13 +161,13 @@ def test_keys_lifecycle(gateway, admin):
     chat(gateway, key)
 
     assert admin.post(f"/keys/{key_id}/disable").json()["status"] == "disabled"
-    time.sleep(1.1)
+    wait_until(lambda: key_status(gateway, key) == 403)
     with pytest.raises(openai.PermissionDeniedError):
         chat(gateway, key)
     assert admin.post(f"/keys/{key_id}/enable").json()["status"] == "enabled"
     rotated = admin.post(f"/keys/{key_id}/rotate").json()
     assert rotated["id"] == key_id and rotated["key"] != key
-    time.sleep(1.1)
+    wait_until(lambda: key_status(gateway, key) == 401)
     with pytest.raises(openai.AuthenticationError):
         chat(gateway, key)
     chat(gateway, rotated["key"])

@@ -9,62 +9,50 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
-from conftest import MOCK_PROVIDER, Gateway, start_gateway
+from conftest import MOCK_PROVIDER, price, provider
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
+from ledger_checks import usage_record
 from tokone.core.config import ProviderConfig
 from tokone.core.tokens import estimate_chars
 from tokone.core.types import Call, Family, Usage
 from tokone.providers.anthropic import AnthropicAdapter, MessagesStreamRelay
 from tokone.providers.mock_words import REPLY, WORDS
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning"),
+    pytest.mark.usefixtures("reset_upstream"),
+]
 UPSTREAM_KEY = "upstream-secret"
 N = 16  # the fake upstream's reply has 16 pieces = 16 output tokens
 PROMPT = "one two three four five six seven eight nine ten"  # 10 words
 SYSTEM = "you are terse"  # 3 words: the fake upstream and the mock count system text too
-ANTHROPIC_PROVIDER = """
-[[providers]]
-name = "claude"
-adapter = "anthropic"
-base_url = "{base_url}"
-api_key = "{key}"
-models = ["claude-sonnet-4-5", "claude-cached-4-5"]
-model_map = {{ "claude-mapped" = "claude-cached-4-5" }}
-timeouts = {{ connect = 2, first_byte = 5, idle = 5 }}
-
-[prices."claude-*"]
-input = 3.0
-output = 15.0
-cached_input = 0.3
-"""
+PROVIDERS = (
+    MOCK_PROVIDER
+    + provider(
+        "claude",
+        "{base}",
+        adapter="anthropic",
+        api_key=UPSTREAM_KEY,
+        models=("claude-sonnet-4-5", "claude-cached-4-5"),
+        extra='model_map = {{ "claude-mapped" = "claude-cached-4-5" }}\n'
+        "timeouts = {{ connect = 2, first_byte = 5, idle = 5 }}",
+    )
+    + price("claude-*", 3.0, 15.0, cached_input=0.3)
+)
+"""The module's gateway (conftest's `gateway`): the mock and the fake upstream as `claude`."""
 
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeUpstream]:
+    """The fake upstream, refusing any call without the channel's key."""
     up = FakeUpstream(require_key=UPSTREAM_KEY).start()
     yield up
     up.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> Iterator[Gateway]:
-    extra = MOCK_PROVIDER + ANTHROPIC_PROVIDER.format(base_url=upstream.base_url, key=UPSTREAM_KEY)
-    started = start_gateway(tmp_path_factory.mktemp("anthropic"), extra)
-    yield started
-    started.stop()
-
-
-@pytest.fixture(autouse=True)
-def _reset(upstream: FakeUpstream) -> None:
-    upstream.reset()
 
 
 _accounts = itertools.count(1)
@@ -75,36 +63,12 @@ def account() -> str:
     return f"acct{next(_accounts)}"
 
 
-def client(gateway: Gateway, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-
-
-def usage_record(gateway: Gateway, request_id: str) -> dict:
-    """The gateway's usage record for `request_id`, once the ledger writer has written it."""
-    database = Path(gateway.directory) / "tokone.db"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        with sqlite3.connect(database) as conn:
-            conn.row_factory = sqlite3.Row
-            row = conn.execute(
-                "SELECT * FROM usage_records WHERE request_id = ?", (request_id,)
-            ).fetchone()
-        if row is not None:
-            return dict(row)
-        time.sleep(0.05)
-    raise AssertionError(f"no usage record for {request_id}")
-
-
-def show(gateway: Gateway, account: str) -> dict:
-    return json.loads(gateway.cli("accounts", "show", account, "--json"))
-
-
 def user(text: str = PROMPT) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
 def test_mock_answers_messages_streams_and_counts(gateway, account):
-    sdk = client(gateway, gateway.funded_key(account))
+    sdk = gateway.anthropic_client(gateway.funded_key(account))
     raw = sdk.messages.with_raw_response.create(model="mock-1", max_tokens=50, messages=user())
     message = raw.parse()
     assert message.content[0].text == REPLY and message.stop_reason == "end_turn"
@@ -127,7 +91,7 @@ def test_mock_answers_messages_streams_and_counts(gateway, account):
         len(WORDS),
         0,
     )
-    data = show(gateway, account)
+    data = gateway.account(account)
     assert data["usage"]["requests"] == 3  # count_tokens is recorded, for free
     assert data["usage"]["input_tokens"] == 23
     # mock-1: 1.0 input / 2.0 output per million tokens
@@ -158,7 +122,7 @@ def test_mock_stream_is_anthropics_event_sequence(gateway, account):
 
 def test_adapter_relays_text_usage_and_uses_its_own_key(gateway, upstream, account):
     key = gateway.funded_key(account)
-    sdk = client(gateway, key)
+    sdk = gateway.anthropic_client(key)
     raw = sdk.messages.with_raw_response.create(
         model="claude-sonnet-4-5", max_tokens=100, system=SYSTEM, messages=user()
     )
@@ -189,7 +153,7 @@ def test_adapter_relays_text_usage_and_uses_its_own_key(gateway, upstream, accou
 
 
 def test_adapter_stream_maps_the_model_and_bills_cache_reads(gateway, upstream, account):
-    sdk = client(gateway, gateway.funded_key(account))
+    sdk = gateway.anthropic_client(gateway.funded_key(account))
     prompt = " ".join(["word"] * 17)  # + 3 system words = 20 input, 10 of them cache reads
     with sdk.messages.stream(
         model="claude-mapped", max_tokens=100, system=SYSTEM, messages=user(prompt)
@@ -212,7 +176,7 @@ def test_adapter_stream_maps_the_model_and_bills_cache_reads(gateway, upstream, 
 
 def test_beta_calls_versions_and_count_tokens_are_forwarded(gateway, upstream, account):
     key = gateway.funded_key(account)
-    sdk = client(gateway, key)
+    sdk = gateway.anthropic_client(key)
     message = sdk.beta.messages.create(
         model="claude-sonnet-4-5",
         max_tokens=20,
@@ -240,14 +204,14 @@ def test_beta_calls_versions_and_count_tokens_are_forwarded(gateway, upstream, a
     assert beta_count.headers["anthropic-beta"] == "context-1m-2025-08-07,token-counting-2024-11-01"
     assert (count.path, count.query) == ("/v1/messages/count_tokens", "")
     assert all(r.headers["x-api-key"] == UPSTREAM_KEY for r in upstream.requests)
-    data = show(gateway, account)
+    data = gateway.account(account)
     assert data["usage"]["requests"] == 3
     assert data["usage"]["input_tokens"] == 10 and data["usage"]["output_tokens"] == N
 
 
 def test_models_are_listed_in_anthropics_shape(gateway, account):
     key = gateway.funded_key(account)
-    sdk = client(gateway, key)
+    sdk = gateway.anthropic_client(key)
     names = ["claude-cached-4-5", "claude-mapped", "claude-sonnet-4-5", "mock-1"]
     page = sdk.models.list(limit=3)
     assert [m.id for m in page.data] == names[:3] and page.has_more
@@ -269,14 +233,14 @@ def test_models_are_listed_in_anthropics_shape(gateway, account):
 def test_refusals_come_in_anthropics_error_shape(gateway, account):
     key = gateway.funded_key(account)
     with pytest.raises(anthropic.AuthenticationError) as auth:
-        client(gateway, "sk-not-a-real-key").messages.create(
+        gateway.anthropic_client("sk-not-a-real-key").messages.create(
             model="mock-1", max_tokens=5, messages=user()
         )
     assert auth.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.AuthenticationError):
-        client(gateway, "sk-not-a-real-key").models.list()
+        gateway.anthropic_client("sk-not-a-real-key").models.list()
 
-    sdk = client(gateway, key)
+    sdk = gateway.anthropic_client(key)
     with pytest.raises(anthropic.NotFoundError) as missing:
         sdk.messages.create(model="claude-nope", max_tokens=5, messages=user())
     assert missing.value.body["type"] == "error"
@@ -285,12 +249,14 @@ def test_refusals_come_in_anthropics_error_shape(gateway, account):
 
     broke = gateway.funded_key(account + "-broke", "")
     with pytest.raises(anthropic.PaymentRequiredError) as billing:
-        client(gateway, broke).messages.create(model="mock-1", max_tokens=5, messages=user())
+        messages = gateway.anthropic_client(broke).messages
+        messages.create(model="mock-1", max_tokens=5, messages=user())
     assert billing.value.body["error"]["type"] == "billing_error"
 
     restricted = gateway.funded_key(account, "", "--models", "claude-sonnet-4-5")
     with pytest.raises(anthropic.PermissionDeniedError) as denied:
-        client(gateway, restricted).messages.create(model="mock-1", max_tokens=5, messages=user())
+        messages = gateway.anthropic_client(restricted).messages
+        messages.create(model="mock-1", max_tokens=5, messages=user())
     assert denied.value.body["error"]["type"] == "permission_error"
 
     headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
@@ -306,11 +272,11 @@ def test_refusals_come_in_anthropics_error_shape(gateway, account):
         json={"model": "mock-1", "max_tokens": 5, "messages": user()},
     )
     assert in_query.status_code == 400 and in_query.json()["type"] == "error"
-    assert show(gateway, account)["balance_micro"] == 10_000_000
+    assert gateway.account(account)["balance_micro"] == 10_000_000
 
 
 def test_upstream_failures_are_anthropic_shaped(gateway, upstream, account):
-    sdk = client(gateway, gateway.funded_key(account))
+    sdk = gateway.anthropic_client(gateway.funded_key(account))
     upstream.fail_with(500)
     with pytest.raises(anthropic.InternalServerError) as failed:
         sdk.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=user())
@@ -327,11 +293,11 @@ def test_upstream_failures_are_anthropic_shaped(gateway, upstream, account):
     upstream.fail_with(400)
     with pytest.raises(anthropic.BadRequestError, match="Injected failure 400"):
         sdk.messages.create(model="claude-sonnet-4-5", max_tokens=5, messages=user())
-    assert show(gateway, account)["usage"]["cost_micro"] == 0
+    assert gateway.account(account)["usage"]["cost_micro"] == 0
 
 
 def test_cut_stream_raises_and_bills_only_what_was_delivered(gateway, upstream, account):
-    sdk = client(gateway, gateway.funded_key(account))
+    sdk = gateway.anthropic_client(gateway.funded_key(account))
     upstream.cut_stream_after(5)
     pieces: list[str] = []
     with (

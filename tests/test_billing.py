@@ -8,29 +8,33 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import anthropic
 import httpx
 import openai
 import pytest
-from google import genai
+from conftest import (
+    FAST_REFRESH,
+    MOCK_PROVIDER,
+    TEST_PLUGINS,
+    importable,
+    price,
+    provider,
+    wait_until,
+)
 from google.genai import errors as genai_errors
-from google.genai import types as genai_types
 from ledger_checks import (
     assert_ledger_consistent,
     database_url,
     read_ledger,
+    usage_record,
     wait_settled,
     with_billing,
 )
-from sqlalchemy import text
-from tokone.core.store.db import make_engine
 from tokone.providers.mock_words import WORDS
 
 MESSAGES = [{"role": "user", "content": "say hello to me"}]
 BASE = 4 * 1 + len(WORDS) * 2  # mock-1: 4 input tokens at 1.0 + 12 output tokens at 2.0
-TEST_PLUGINS = str(Path(__file__).parent / "plugins")
 EXTRA_MOCK = """
 [[providers]]
 name = "mock-per-request"
@@ -42,22 +46,17 @@ input = 1.0
 output = 2.0
 per_request = 0.001
 """
-FAKE_PROVIDER = """
-[[providers]]
-name = "fake"
-adapter = "openai"
-base_url = "{base_url}/v1"
-models = ["fake-model"]
-timeouts = {{ connect = 2, first_byte = 0.5, idle = 2 }}
-
-[prices."fake-model"]
-input = 10.0
-output = 1000.0
-"""
-
-
-def sdk(gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+FAKE_PROVIDER = provider(
+    "fake",
+    "{base}/v1",
+    models=("fake-model",),
+    extra="timeouts = {{ connect = 2, first_byte = 0.5, idle = 2 }}",
+) + price("fake-model", 10.0, 1000.0)
+UNPRICED = provider("more", "", models=("mock-2",), adapter="mock")
+PROVIDERS = MOCK_PROVIDER + EXTRA_MOCK + FAKE_PROVIDER + UNPRICED + FAST_REFRESH
+"""One gateway for the module (conftest's `gateway`, on the fake upstream of 16-piece
+replies); every test uses accounts of its own. Tests that need another config start theirs."""
+N = 16
 
 
 def charged(gateway, account: str, request_id: str) -> tuple[int, int]:
@@ -74,26 +73,20 @@ def charged(gateway, account: str, request_id: str) -> tuple[int, int]:
     raise AssertionError(f"no usage record for {request_id}")
 
 
-def usage_record(gateway, request_id: str) -> dict:
-    """The usage record of one call (it must exist)."""
-    engine = make_engine(database_url(gateway))
-    with engine.connect() as conn:
-        row = conn.execute(
-            text("SELECT * FROM usage_records WHERE request_id = :r"), {"r": request_id}
-        ).one()
-    engine.dispose()
-    return dict(row._mapping)
-
-
 def chat_cost(gateway, key: str, account: str, **kwargs) -> int:
-    reply = sdk(gateway, key).chat.completions.with_raw_response.create(
+    reply = gateway.openai_client(key).chat.completions.with_raw_response.create(
         model=kwargs.pop("model", "mock-1"), messages=MESSAGES, **kwargs
     )
     return charged(gateway, account, reply.headers["x-request-id"])[1]
 
 
-def test_group_multipliers_come_from_config_and_database_and_overrides_win(make_gateway):
-    gateway = make_gateway()
+def mock_input_price(gateway, key: str) -> str:
+    """mock-1's input price per million tokens for `key` (1.0 x its multiplier), by /pricing."""
+    listed = httpx.get(gateway.url + "/pricing", headers={"authorization": f"Bearer {key}"})
+    return next(m["input"] for m in listed.json()["models"] if m["model"] == "mock-1")
+
+
+def test_group_multipliers_come_from_config_and_database_and_overrides_win(gateway):
     gateway.cli("groups", "create", "gold", "0.25")
     listed = gateway.cli("groups", "list")
     assert "gold" in listed and "database" in listed and "vip" in listed
@@ -101,20 +94,20 @@ def test_group_multipliers_come_from_config_and_database_and_overrides_win(make_
     gateway.cli("accounts", "create", "vera", "--group", "vip")
     gold_key = gateway.funded_key("goldie", "1")
     vip_key = gateway.funded_key("vera", "1")
-    time.sleep(1.1)  # every process re-reads the groups table within a second
+    wait_until(lambda: mock_input_price(gateway, gold_key) == "0.25")  # groups re-read
 
     assert chat_cost(gateway, gold_key, "goldie") == 7  # 28 x 0.25
     assert chat_cost(gateway, vip_key, "vera") == 14  # 28 x 0.5 from tokone.toml
 
     gateway.cli("groups", "set", "vip", "0.2")  # the database wins over tokone.toml
-    time.sleep(1.1)
+    wait_until(lambda: mock_input_price(gateway, vip_key) == "0.2")
     assert chat_cost(gateway, vip_key, "vera") == 6  # 5.6 rounded half up
 
     gateway.cli("accounts", "override", "goldie", "0.1")
-    time.sleep(1.1)
+    wait_until(lambda: mock_input_price(gateway, gold_key) == "0.1")
     assert chat_cost(gateway, gold_key, "goldie") == 3  # 2.8: the account's own multiplier
     gateway.cli("accounts", "override", "goldie", "--clear")
-    time.sleep(1.1)
+    wait_until(lambda: mock_input_price(gateway, gold_key) == "0.25")
     assert chat_cost(gateway, gold_key, "goldie") == 7
     with pytest.raises(AssertionError, match="unknown group"):
         gateway.cli("accounts", "create", "nobody", "--group", "platinum")
@@ -122,8 +115,7 @@ def test_group_multipliers_come_from_config_and_database_and_overrides_win(make_
         assert_ledger_consistent(database_url(gateway), account)
 
 
-def test_service_tier_reported_by_upstream_and_per_request_prices(make_gateway):
-    gateway = make_gateway(EXTRA_MOCK)
+def test_service_tier_reported_by_upstream_and_per_request_prices(gateway):
     key = gateway.funded_key("tiers", "1")
     assert chat_cost(gateway, key, "tiers", service_tier="flex") == BASE // 2
     assert chat_cost(gateway, key, "tiers", service_tier="priority") == BASE * 2
@@ -132,7 +124,7 @@ def test_service_tier_reported_by_upstream_and_per_request_prices(make_gateway):
 
 
 def test_a_pricing_plugin_changes_what_is_recorded(make_gateway, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", TEST_PLUGINS)
+    importable(monkeypatch, TEST_PLUGINS)
     gateway = make_gateway('[plugins]\nmodules = ["min_charge"]\n')
     key = gateway.funded_key("minimum", "1")
     assert chat_cost(gateway, key, "minimum") == 5000  # instead of 28
@@ -140,17 +132,16 @@ def test_a_pricing_plugin_changes_what_is_recorded(make_gateway, monkeypatch):
     assert state.balance == 1_000_000 - 5000
 
 
-def test_no_balance_is_402_in_every_family_shape(make_gateway):
-    gateway = make_gateway()
+def test_no_balance_is_402_in_every_family_shape(gateway):
     key = gateway.funded_key("empty", "")
 
     with pytest.raises(openai.APIStatusError) as oai:
-        sdk(gateway, key).chat.completions.create(model="mock-1", messages=MESSAGES)
+        gateway.openai_client(key).chat.completions.create(model="mock-1", messages=MESSAGES)
     assert oai.value.status_code == 402
     assert oai.value.body["code"] == "insufficient_quota"
     assert oai.value.response.headers["x-should-retry"] == "false"
 
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    claude = gateway.anthropic_client(key)
     with pytest.raises(anthropic.APIStatusError) as ant:
         claude.messages.create(model="mock-1", max_tokens=100, messages=MESSAGES)
     assert ant.value.status_code == 402
@@ -160,12 +151,7 @@ def test_no_balance_is_402_in_every_family_shape(make_gateway):
     }
     assert ant.value.response.headers["x-should-retry"] == "false"
 
-    gemini = genai.Client(
-        api_key=key,
-        http_options=genai_types.HttpOptions(
-            base_url=gateway.url, retry_options=genai_types.HttpRetryOptions(attempts=1)
-        ),
-    )
+    gemini = gateway.gemini_client(key)
     with pytest.raises(genai_errors.ClientError) as gem:
         gemini.models.generate_content(model="mock-1", contents="say hello to me")
     assert gem.value.code == 402 and gem.value.status == "RESOURCE_EXHAUSTED"
@@ -180,21 +166,15 @@ def test_no_balance_is_402_in_every_family_shape(make_gateway):
     assert state.balance == 0 and state.captures == {} and state.held == 0
 
 
-@pytest.fixture
-def fake_gateway(make_gateway, make_fake_upstream):
-    upstream = make_fake_upstream()
-    gateway = make_gateway(FAKE_PROVIDER.format(base_url=upstream.base_url))
-    return gateway, upstream
-
-
-def test_a_cut_stream_is_charged_for_what_was_delivered(fake_gateway):
-    gateway, upstream = fake_gateway
+@pytest.mark.usefixtures("reset_upstream")
+def test_a_cut_stream_is_charged_for_what_was_delivered(gateway, upstream):
     key = gateway.funded_key("cut", "10")
     upstream.cut_stream_after(4)
     received = ""
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
     with pytest.raises(openai.APIError):
-        stream = sdk(gateway, key).chat.completions.with_raw_response.create(**body, stream=True)
+        chats = gateway.openai_client(key).chat.completions
+        stream = chats.with_raw_response.create(**body, stream=True)
         request_id = stream.headers["x-request-id"]
         for chunk in stream.parse():
             received += "".join(c.delta.content or "" for c in chunk.choices)
@@ -211,10 +191,10 @@ def test_a_cut_stream_is_charged_for_what_was_delivered(fake_gateway):
     assert_ledger_consistent(database_url(gateway), "cut")
 
 
-def test_upstream_failure_or_timeout_without_output_costs_nothing(fake_gateway):
-    gateway, upstream = fake_gateway
+@pytest.mark.usefixtures("reset_upstream")
+def test_upstream_failure_or_timeout_without_output_costs_nothing(gateway, upstream):
     key = gateway.funded_key("unlucky", "10")
-    client = sdk(gateway, key)
+    client = gateway.openai_client(key)
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}]}
 
     upstream.fail_with(500)
@@ -234,10 +214,9 @@ def test_upstream_failure_or_timeout_without_output_costs_nothing(fake_gateway):
     assert_ledger_consistent(url, "unlucky")
 
 
-def test_embeddings_hold_only_their_prompt(make_gateway):
-    gateway = make_gateway()
+def test_embeddings_hold_only_their_prompt(gateway):
     key = gateway.funded_key("small", "0.0001")  # 100 micro-units: no room for 1000 output
-    client = sdk(gateway, key)
+    client = gateway.openai_client(key)
     with pytest.raises(openai.APIStatusError) as refused:
         client.chat.completions.create(model="mock-1", messages=MESSAGES)
     assert refused.value.status_code == 402
@@ -245,18 +224,16 @@ def test_embeddings_hold_only_their_prompt(make_gateway):
     assert charged(gateway, "small", embedded.headers["x-request-id"]) == (200, 2)
 
 
-def test_a_model_without_a_price_is_refused_not_given_away(make_gateway):
-    unpriced = '[[providers]]\nname = "more"\nadapter = "mock"\nmodels = ["mock-2"]\n'
-    gateway = make_gateway(unpriced)
-    client = sdk(gateway, gateway.funded_key("priced", "1"))
+def test_a_model_without_a_price_is_refused_not_given_away(gateway, make_gateway):
+    client = gateway.openai_client(gateway.funded_key("priced", "1"))
     with pytest.raises(openai.PermissionDeniedError) as refused:
         client.chat.completions.create(model="mock-2", messages=MESSAGES)
     assert 'add [prices."mock-2"]' in refused.value.message
     assert refused.value.response.headers["x-should-retry"] == "false"
     client.chat.completions.create(model="mock-1", messages=MESSAGES)  # priced: served
 
-    free = with_billing(make_gateway(unpriced, start=False), "allow_unpriced = true").start()
-    reply = sdk(free, free.funded_key("anyone", "")).chat.completions.create(
+    free = with_billing(make_gateway(UNPRICED, start=False), "allow_unpriced = true").start()
+    reply = free.openai_client(free.funded_key("anyone", "")).chat.completions.create(
         model="mock-2", messages=MESSAGES
     )
     assert reply.choices[0].message.content

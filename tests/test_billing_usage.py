@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import httpx
-import openai
 import pytest
 from ledger_checks import database_url, wait_settled
 from tokone.providers.mock_words import WORDS
@@ -23,7 +22,7 @@ def gateway(make_gateway):
 
 
 def calls(gateway, key: str, chats: int, embeddings: int = 0) -> None:
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    sdk = gateway.openai_client(key)
     for _ in range(chats):
         sdk.chat.completions.create(model="mock-1", messages=MESSAGES)
     for _ in range(embeddings):

@@ -13,6 +13,18 @@ import httpx
 import openai
 import pytest
 from conftest import free_port
+from sqlalchemy import text
+from tokone.core.store.db import (
+    SchemaStatus,
+    alembic_config,
+    known_revisions,
+    make_engine,
+    schema_status,
+    upgrade,
+)
+from typer.testing import CliRunner
+
+from alembic import command as alembic_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKONE = str(Path(sys.executable).with_name("tokone"))
@@ -138,7 +150,56 @@ def test_an_unmigrated_postgres_database_gives_a_one_line_hint(tmp_path, postgre
     result = run("accounts", "list", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
-    assert 'relation "accounts" does not exist' in result.stderr
-    assert "tokone db upgrade" in result.stderr
+    _known, head = known_revisions()
+    assert f"is empty, this TokOne needs revision {head}" in result.stderr
+    assert "run `tokone db upgrade`" in result.stderr
     assert run("db", "upgrade", cwd=tmp_path).returncode == 0
     assert run("accounts", "list", cwd=tmp_path).returncode == 0
+
+
+def test_the_revision_check_agrees_with_alembic():
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    known, head = known_revisions()
+    assert script.get_heads() == [head]
+    assert known == {rev.revision for rev in script.walk_revisions()}
+
+
+def test_commands_run_alembic_only_when_the_database_needs_it(tmp_path, monkeypatch):
+    """A new or older SQLite database is migrated (and says so); a current one is only
+    checked; one at an unknown revision is refused."""
+    import tokone.core.cli.main as cli_main
+
+    url = f"sqlite:///{tmp_path / 'tokone.db'}"
+    (tmp_path / "tokone.toml").write_text(f'[database]\nurl = "{url}"\n')
+    upgrades: list[str] = []
+    monkeypatch.setattr(cli_main, "upgrade", lambda u: (upgrades.append(u), upgrade(u)))
+
+    def tokone(*args: str):
+        return CliRunner().invoke(cli_main.app, ["--config", str(tmp_path / "tokone.toml"), *args])
+
+    _known, head = known_revisions()
+    created = tokone("accounts", "create", "acme")
+    assert created.exit_code == 0 and upgrades == [url]
+    assert f"created (now at revision {head})" in created.stderr
+    assert "created account acme" in created.stdout
+    for args in (("accounts", "list"), ("keys", "create", "--account", "acme")):
+        done = tokone(*args)
+        assert done.exit_code == 0 and done.stderr.count("database") == 0, done.stderr
+    assert len(upgrades) == 1  # a current database is not migrated again
+
+    alembic_command.downgrade(alembic_config(url), "-1")
+    engine = make_engine(url)
+    assert schema_status(engine)[0] is SchemaStatus.BEHIND
+    upgraded = tokone("accounts", "list")
+    assert upgraded.exit_code == 0 and len(upgrades) == 2 and "acme" in upgraded.stdout
+    assert "upgraded from revision" in upgraded.stderr
+    assert schema_status(engine) == (SchemaStatus.CURRENT, head)
+
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+    refused = tokone("accounts", "list")
+    engine.dispose()
+    assert refused.exit_code == 1 and len(upgrades) == 2
+    assert "at revision 9999, which this TokOne does not know" in refused.stderr

@@ -144,9 +144,10 @@ def test_database_down_answers_503_then_recovers(make_gateway, postgres_url):
 
 def test_settlements_are_kept_while_the_database_is_away(tmp_path, monkeypatch):
     from tokone.core.store.db import upgrade
-    from tokone.plugins import ledger
+    from tokone.plugins.ledger import writer as ledger_writer
+    from tokone.plugins.ledger.jobs import Report, SettleJob
 
-    monkeypatch.setattr(ledger, "RETRY_DELAYS", ())
+    monkeypatch.setattr(ledger_writer, "RETRY_DELAYS", ())
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     upgrade(url)
     good = make_engine(url)
@@ -158,14 +159,14 @@ def test_settlements_are_kept_while_the_database_is_away(tmp_path, monkeypatch):
             )
         )
     broken = make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}")
-    reports: list[ledger.Report] = []
-    writer = ledger.LedgerWriter(broken, 600, reports.extend)
+    reports: list[Report] = []
+    writer = ledger_writer.LedgerWriter(broken, 600, reports.extend)
     row = dict(
         request_id="req-1", account_id=1, key_id=1, endpoint="chat", model="m", provider="p",
         upstream_model="m", input_tokens=1, cached_input_tokens=0, output_tokens=1,
         estimated=False, cost=7, multiplier=1.0, tier="default", status=200, latency_ms=1.0,
     )  # fmt: skip
-    writer._write([ledger._SettleJob(1, row)])
+    writer._write([SettleJob(1, row)])
     assert [job.row["request_id"] for job in writer._deferred] == ["req-1"]
     assert all(report.settled == 0 for report in reports)  # still counted as unsettled
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
-from conftest import free_port
+from conftest import free_port, wait_until
 from test_routing import ADMIN, HELLO, provider, sdk
-from tokone.core.health import Breaker, BreakerState
+from tokone.core import health as health_module
+from tokone.plugins.health import Breaker, BreakerState
 
 FAST_TIMEOUTS = "timeouts = { connect = 1.0, first_byte = 0.5, idle = 1.0 }"
 
@@ -143,14 +145,13 @@ def test_cooldown_after_repeated_failures_then_recovery_through_a_probe(
 
     # after the cooldown one probe goes through; it fails, so the next cooldown is doubled
     primary.fail_with(500)
-    time.sleep(1.05)
-    assert channel(gateway, "primary")["state"] == "half_open"
+    wait_until(lambda: channel(gateway, "primary")["state"] == "half_open")
     assert served() == (3, 4)
     assert 1.0 < channel(gateway, "primary")["cooldown_until"] - time.time() <= 2.0
     assert served() == (3, 5)
 
     # the next probe succeeds and closes the breaker
-    time.sleep(2.05)
+    wait_until(lambda: channel(gateway, "primary")["state"] == "half_open")
     assert served() == (4, 5)
     assert served() == (5, 5)
     row = channel(gateway, "primary")
@@ -188,6 +189,39 @@ def test_retry_budget_then_503_when_every_channel_cools_down(make_gateway, make_
     data = usage_after(gateway, 2)  # the 503 was refused before admission: nothing to record
     assert data["usage"]["requests"] == 2
     assert data["usage"]["cost_micro"] == 0 and data["balance_micro"] == 10_000_000
+
+
+def test_without_the_health_plugin_every_channel_is_always_tried_and_switches_are_refused(
+    make_gateway, make_fake_upstream
+):
+    """`[plugins] disable = ["health"]` turns channel health off as a whole, on purpose
+    (README "Routing and rate limits", `tokone.core.health`): no breaker, no retry-after
+    deferral, and no manual switches (refused, since nothing would obey them)."""
+    primary, secondary = make_fake_upstream(), make_fake_upstream()
+    gateway = make_gateway(
+        '[plugins]\ndisable = ["health"]\n[routing]\nfailure_threshold = 1\n'
+        + provider("primary", primary.base_url + "/v1", priority=10)
+        + provider("secondary", secondary.base_url + "/v1"),
+        mock=False,
+    )
+    primary.fail_with(429, count=3, retry_after=30)
+    client = sdk(gateway, gateway.funded_key())
+    for served in range(1, 4):  # with a breaker, one failure would have cooled it down
+        assert client.chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices
+        assert (len(primary.requests), len(secondary.requests)) == (served, served)
+    assert channel(gateway, "primary")["state"] == "unmonitored"
+
+    refused = httpx.post(gateway.url + "/admin/providers/primary/disable", headers=ADMIN)
+    assert refused.status_code == 409
+    assert "health" in refused.json()["error"]["message"]
+    with pytest.raises(AssertionError, match="manual channel switches are not obeyed"):
+        gateway.cli("providers", "disable", "primary")
+    client.chat.completions.create(model="gpt-4o-mini", messages=HELLO)
+    assert len(primary.requests) == 4  # still the first choice
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    assert 'disable = ["health"]' in readme
+    assert "NoChannelHealth" in (health_module.__doc__ or "")
 
 
 def test_breaker_state_machine():

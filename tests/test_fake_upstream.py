@@ -1,4 +1,4 @@
-"""Checks that the official SDKs parse ``tests/fake_upstream.py`` when pointed straight at it."""
+"""Checks that the official SDKs parse ``tests/fake_upstream`` when pointed straight at it."""
 
 from __future__ import annotations
 
@@ -665,7 +665,7 @@ def test_record_off() -> None:
 
 
 def test_script_mode() -> None:
-    script = Path(__file__).with_name("fake_upstream.py")
+    script = Path(__file__).with_name("fake_upstream")
     proc = subprocess.Popen(
         [sys.executable, str(script), "--port", "0", "--no-record", "--chunks", "4"],
         stdout=subprocess.PIPE,

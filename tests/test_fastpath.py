@@ -1,4 +1,4 @@
-"""The inference routes' bare-ASGI fast path: limits, disconnects and odd requests."""
+"""The inference ingress (bare ASGI, every family): limits, disconnects and odd requests."""
 
 from __future__ import annotations
 

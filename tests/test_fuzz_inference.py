@@ -10,16 +10,16 @@ be healthy afterwards.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
-from conftest import MOCK_PROVIDER, Gateway, start_gateway
+from conftest import MOCK_PROVIDER, Gateway, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_checks import read_ledger
 from sqlalchemy import text
 from tokone.core.store.db import make_engine
 
@@ -46,14 +46,8 @@ GEMINI = {
     },
 }
 ALLOWED_5XX = {502, 503, 504}
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory):
-    """One gateway (mock provider, SQLite) for the whole module."""
-    started = start_gateway(tmp_path_factory.mktemp("fuzz"), MOCK_PROVIDER)
-    yield started
-    started.stop()
+PROVIDERS = MOCK_PROVIDER
+"""One gateway (conftest's `gateway`: mock provider, SQLite) for the whole module."""
 
 
 @pytest.fixture(scope="module")
@@ -279,8 +273,17 @@ def test_fuzz_inference_endpoints(gateway: Gateway, key: str) -> None:
 def test_refused_calls_were_not_charged(gateway: Gateway, key: str) -> None:
     assert REFUSED, "run after the fuzz test"
     url = f"sqlite:///{Path(gateway.directory) / 'tokone.db'}"
+    # The ledger writer settles in order: once a call made now is recorded and nothing is
+    # held, every fuzzed call before it is settled too.
+    barrier = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json=OPENAI["/v1/chat/completions"],
+        headers={"authorization": f"Bearer {key}"},
+    )
+    assert barrier.status_code == 200, barrier.text
+    last = barrier.headers["x-request-id"]
+    wait_until(lambda: (s := read_ledger(url, "fuzz")).held == 0 and last in s.usage)
     engine = make_engine(url)
-    time.sleep(1.0)  # let the writer settle the last calls
     try:
         with engine.connect() as conn:
             charged = {

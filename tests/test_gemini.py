@@ -3,7 +3,7 @@
 The SDK talks to a running gateway the way users point it there
 (``genai.Client(api_key=..., http_options=HttpOptions(base_url=GATEWAY))``), once through the
 bundled mock provider and once through the `gemini` adapter to the fake upstream
-(tests/fake_upstream.py). Each test checks what the SDK sees, what the gateway recorded in
+(tests/fake_upstream/). Each test checks what the SDK sees, what the gateway recorded in
 `usage_records`, and what the upstream received (the gateway's own key, never the client's).
 """
 

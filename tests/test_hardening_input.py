@@ -18,61 +18,35 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import websockets
-from conftest import BASE_TOML, KEY_ACCOUNTS, Gateway, free_port, new_key
+from conftest import (
+    BASE_TOML,
+    KEY_ACCOUNTS,
+    MOCK_PROVIDER,
+    Gateway,
+    free_port,
+    new_key,
+    price,
+    provider,
+)
 from fake_upstream import FakeUpstream
 from sqlalchemy import text
 from tokone.core.config import load_config
 from tokone.core.errors import GatewayError
-from tokone.core.http.fastpath import FastPath
+from tokone.core.http.inference import InferenceIngress
 from tokone.core.store.db import make_engine
 from tokone.core.types import Call, Family
 
 UPSTREAM_KEY = "upstream-secret-gemini"
 MAX_BODY = 200_000
-PROVIDERS = """
-[[providers]]
-name = "mock"
-adapter = "mock"
-models = ["mock-1"]
-
-[[providers]]
-name = "google"
-adapter = "gemini"
-base_url = "{base}"
-api_key = "{upstream_key}"
-models = ["gemini-*"]
-
-[[providers]]
-name = "oa"
-adapter = "openai"
-base_url = "{base}/v1"
-api_key = "upstream-secret-openai"
-models = ["gpt-*", "meta-llama/Llama-3.1-8B-Instruct"]
-
-[[providers]]
-name = "an"
-adapter = "anthropic"
-base_url = "{base}"
-api_key = "upstream-secret-anthropic"
-models = ["claude-*"]
-
-[prices."gemini-*"]
-input = 1.0
-output = 2.0
-
-[prices."gpt-*"]
-input = 1.0
-output = 2.0
-
-[prices."claude-*"]
-input = 1.0
-output = 2.0
-
-[prices."meta-llama/Llama-3.1-8B-Instruct"]
-input = 1.0
-output = 2.0
-"""
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 SECRETS = (UPSTREAM_KEY, "upstream-secret-openai", "upstream-secret-anthropic")
+PROVIDERS = (
+    MOCK_PROVIDER
+    + provider("google", "{base}", models=("gemini-*",), adapter="gemini", api_key="{upstream_key}")
+    + provider("oa", "{base}/v1", models=("gpt-*", LLAMA), api_key=SECRETS[1])
+    + provider("an", "{base}", models=("claude-*",), adapter="anthropic", api_key=SECRETS[2])
+    + "".join(price(model, 1.0, 2.0) for model in ("gemini-*", "gpt-*", "claude-*", LLAMA))
+)
 pytestmark = pytest.mark.usefixtures("reset_upstream")
 
 
@@ -512,7 +486,7 @@ def test_an_empty_account_is_refused_whatever_max_tokens_says(gateway, upstream)
 
 def test_the_ledger_never_holds_nothing_for_a_call_that_can_produce_output(tmp_path):
     from tokone.core.gateway import Gateway as Core
-    from tokone.plugins.ledger import worst_case_cost
+    from tokone.plugins.ledger.cost import worst_case_cost
 
     config_path = tmp_path / "tokone.toml"
     config_path.write_text(
@@ -713,7 +687,7 @@ def test_fast_path_internal_errors_and_413_carry_a_request_id():
     async def fallback(scope: Any, receive: Any, send: Any) -> None:
         raise AssertionError("not reached")
 
-    app = FastPath(fallback, {"/x": (Family.OPENAI, broken)}, max_body=10)
+    app = InferenceIngress(fallback, {"/x": (Family.OPENAI, broken)}, max_body=10)
     status, headers = asyncio.run(_drive(app, "/x", b"{}"))
     names = [k for k, _ in headers]
     assert status == 500 and b"x-request-id" in names

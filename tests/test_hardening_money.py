@@ -1,7 +1,7 @@
 """Hardening: no delivered output is ever free, bad upstream usage never breaks metering, and
 one failing `meter` plugin cannot keep the ledger from settling a call.
 
-End to end against the fake upstream (tests/fake_upstream.py `misreport_usage`,
+End to end against the fake upstream (tests/fake_upstream/ `misreport_usage`,
 `cut_stream_after`), plus in-process checks of the relays and the pipeline.
 """
 
@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import textwrap
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import httpx
 import pytest
-from conftest import KEY_ACCOUNTS, Gateway, new_key, records
+from conftest import KEY_ACCOUNTS, Gateway, new_key, price, provider, records
 from fake_upstream import reply_pieces, reply_text
 from ledger_checks import assert_ledger_consistent, database_url, wait_settled
 from tokone.core import pipeline
@@ -32,36 +31,14 @@ from tokone.providers.openai import ChatStreamRelay
 N = 16
 pytestmark = pytest.mark.usefixtures("reset_upstream")
 PROMPT = "one two three four five six seven"
-PROVIDERS = """
-[[providers]]
-name = "oa"
-adapter = "openai"
-base_url = "{base}/v1"
-models = ["gpt-4o-mini", "text-embedding-3-small"]
-
-[[providers]]
-name = "an"
-adapter = "anthropic"
-base_url = "{base}"
-models = ["claude-sonnet-4-6"]
-
-[[providers]]
-name = "gm"
-adapter = "gemini"
-base_url = "{base}"
-models = ["gemini-2.5-flash"]
-
-[prices."claude-sonnet-4-6"]
-input = 3.0
-output = 15.0
-
-[prices."gemini-2.5-flash"]
-input = 0.30
-output = 2.50
-
-[prices."text-embedding-3-small"]
-input = 0.02
-"""
+PROVIDERS = (
+    provider("oa", "{base}/v1", models=("gpt-4o-mini", "text-embedding-3-small"))
+    + provider("an", "{base}", models=("claude-sonnet-4-6",), adapter="anthropic")
+    + provider("gm", "{base}", models=("gemini-2.5-flash",), adapter="gemini")
+    + price("claude-sonnet-4-6", 3.0, 15.0)
+    + price("gemini-2.5-flash", 0.30, 2.50)
+    + price("text-embedding-3-small", 0.02)
+)
 
 
 def body_bytes(body: dict) -> bytes:
@@ -186,12 +163,8 @@ RAISING_METER = textwrap.dedent('''
 ''')
 
 
-def test_a_raising_meter_plugin_does_not_stop_settlement(make_gateway, tmp_path, monkeypatch):
-    site = tmp_path / "mods"
-    site.mkdir()
-    (site / "exploding_meter.py").write_text(RAISING_METER)
-    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.syspath_prepend(str(site))
+def test_a_raising_meter_plugin_does_not_stop_settlement(make_gateway, plugin_modules):
+    plugin_modules(exploding_meter=RAISING_METER)
     gateway = make_gateway('[plugins]\nmodules = ["exploding_meter"]\n')
     key = gateway.funded_key()
     calls = 5

@@ -7,22 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
 import httpx
+from conftest import price, provider, wait_until
 from ledger_checks import assert_ledger_consistent, database_url, read_ledger, with_billing
 
-FAKE_PROVIDER = """
-[[providers]]
-name = "fake"
-adapter = "openai"
-base_url = "{base_url}/v1"
-models = ["fake-model"]
-
-[prices."fake-model"]
-input = 1.0
-output = 2.0
-"""
+FAKE_PROVIDER = provider("fake", "{base_url}/v1", models=("fake-model",))
+FAKE_PROVIDER += price("fake-model", 1.0, 2.0)
 IN_FLIGHT = 30
 BODY = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
 FAKE_COST = 1 * 1 + 16 * 2  # "hi" = 1 input token, 16 output tokens (the fake's reply)
@@ -46,16 +37,6 @@ async def burst(url: str, key: str) -> None:
         await asyncio.gather(*(one() for _ in range(IN_FLIGHT)))
 
 
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_kill_9_under_load_leaves_a_consistent_ledger_and_releases_holds(
     make_gateway, make_fake_upstream
 ):
@@ -67,12 +48,12 @@ def test_kill_9_under_load_leaves_a_consistent_ledger_and_releases_holds(
     client = httpx.Client(base_url=gateway.url, headers={"authorization": f"Bearer {key}"})
     completed = [client.post("/v1/chat/completions", json=BODY) for _ in range(5)]
     assert [r.status_code for r in completed] == [200] * 5
-    wait_for(lambda: len(read_ledger(url, "crash").usage) == 5, 10, "the first calls' records")
+    wait_until(lambda: len(read_ledger(url, "crash").usage) == 5, 10, "the first calls' records")
 
     upstream.delay_chunks(0.25)  # 16 chunks: each stream takes 4 s
     loader = threading.Thread(target=asyncio.run, args=(burst(gateway.url, key),))
     loader.start()
-    wait_for(lambda: len(upstream.requests) == 5 + IN_FLIGHT, 10, "the streams to start")
+    wait_until(lambda: len(upstream.requests) == 5 + IN_FLIGHT, 10, "the streams to start")
     gateway.stop(kill=True)
     loader.join(30)
 
@@ -82,7 +63,7 @@ def test_kill_9_under_load_leaves_a_consistent_ledger_and_releases_holds(
 
     upstream.delay_chunks(0)
     gateway.start()
-    released = wait_for(
+    released = wait_until(
         lambda: (s := read_ledger(url, "crash")).open_holds == 0 and s, 10, "stale holds release"
     )
     assert released.held == 0
@@ -93,5 +74,5 @@ def test_kill_9_under_load_leaves_a_consistent_ledger_and_releases_holds(
 
     after = client.post("/v1/chat/completions", json=BODY)
     assert after.status_code == 200
-    wait_for(lambda: len(read_ledger(url, "crash").captures) == 6, 10, "the new call's charge")
+    wait_until(lambda: len(read_ledger(url, "crash").captures) == 6, 10, "the new call's charge")
     assert assert_ledger_consistent(url, "crash").balance == 1_000_000 - 6 * FAKE_COST

@@ -16,21 +16,19 @@ import json
 import httpx
 import openai
 import pytest
+from conftest import MOCK_PROVIDER
 from ledger_checks import CHAT, assert_ledger_consistent, database_url, fire, wait_settled
 from tokone.providers.mock_words import WORDS
 
 MOCK_COST = 1 * 1 + len(WORDS) * 2  # "hi" = 1 input token at 1.0, 12 output tokens at 2.0
-
-
-@pytest.fixture
-def gateway(make_gateway):
-    return make_gateway()
+PROVIDERS = MOCK_PROVIDER
+"""One gateway for the module (conftest's `gateway`); every test uses an account of its own."""
 
 
 def test_balance_is_topups_plus_refunds_and_adjustments_minus_captures(gateway):
     url = database_url(gateway)
     key = gateway.funded_key("inv", "1")
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    sdk = gateway.openai_client(key)
     messages = [{"role": "user", "content": "hi"}]
     first = sdk.chat.completions.with_raw_response.create(model="mock-1", messages=messages)
     list(sdk.chat.completions.create(model="mock-1", messages=messages, stream=True))
@@ -81,7 +79,7 @@ def test_concurrent_calls_on_a_small_balance_are_charged_once_or_refused(gateway
 
 def test_refused_call_is_402_in_openai_shape_and_not_retried(gateway):
     key = gateway.funded_key("broke", "")
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    sdk = gateway.openai_client(key)
     with pytest.raises(openai.APIStatusError) as info:
         sdk.chat.completions.create(**CHAT)
     error = info.value

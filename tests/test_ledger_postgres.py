@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
+from conftest import start_together
 from ledger_checks import assert_ledger_consistent, fire, wait_settled
 from tokone.providers.mock_words import WORDS
 
@@ -17,7 +18,7 @@ MOCK_COST = 1 * 1 + len(WORDS) * 2
 
 
 def test_three_gateways_on_postgres_never_overspend(make_gateway, postgres_url):
-    gateways = [make_gateway(database=postgres_url) for _ in range(3)]
+    gateways = start_together(*(make_gateway(database=postgres_url, start=False) for _ in range(3)))
     key = gateways[0].funded_key("shared", "0.003")  # 3000 micro-units: 120 calls at most
     results = asyncio.run(fire([g.url for g in gateways], key, 360))
 

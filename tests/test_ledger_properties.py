@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokone.core.config import parse_config
-from tokone.core.domain.accounts import MAX_UNITS, AccountError, format_amount, parse_amount
+from tokone.core.domain.errors import AccountError
+from tokone.core.domain.money import MAX_UNITS, format_amount, parse_amount
 from tokone.core.types import Call, Family, Principal, Usage
 from tokone.plugins import token_pricing
 from tokone.plugins.token_pricing import GroupTable

@@ -15,7 +15,10 @@ from tokone.core.config import parse_config
 from tokone.core.errors import GatewayError
 from tokone.core.store.db import make_engine, upgrade
 from tokone.core.types import Call, Family, Principal
-from tokone.plugins import ledger
+from tokone.plugins.ledger import hooks
+from tokone.plugins.ledger import writer as ledger_writer
+from tokone.plugins.ledger.jobs import LeaseJob, Report, SettleJob, TrimJob
+from tokone.plugins.ledger.writer import LedgerWriter
 
 
 def usage_row(request_id: str, account_id: int, cost: int) -> dict:
@@ -68,20 +71,20 @@ def database(tmp_path):
 
 def test_leases_grow_in_order_while_the_balance_covers_their_need(database):
     url, engine = database
-    reports: list[ledger.Report] = []
-    writer = ledger.LedgerWriter(engine, 600, reports.extend)
+    reports: list[Report] = []
+    writer = LedgerWriter(engine, 600, reports.extend)
 
     async def grow_all() -> list[int | None]:
         loop = asyncio.get_running_loop()
         asks = [(400, 400), (100, 700), (500, 500), (1, 100), (1, 1)]  # (need, want)
-        jobs = [ledger._LeaseJob(1, need, want, loop.create_future(), loop) for need, want in asks]
+        jobs = [LeaseJob(1, need, want, loop.create_future(), loop) for need, want in asks]
         writer._write(jobs)
         return [await job.future for job in jobs]
 
     # 400; then 600 of the 700 wanted (all that is left, more than the 100 needed); nothing
     # is left for the rest
     assert asyncio.run(grow_all()) == [400, 600, 0, 0, 0]
-    assert reports == [ledger.Report(1, 1000)]
+    assert reports == [Report(1, 1000)]
     state = read_ledger(url, "a")
     assert state.held == 1000 and state.open_holds == 1  # one lease row for the process
     assert_ledger_consistent(url, "a")
@@ -89,18 +92,18 @@ def test_leases_grow_in_order_while_the_balance_covers_their_need(database):
 
 def test_costs_come_out_of_the_lease_and_the_rest_goes_back(database):
     url, engine = database
-    reports: list[ledger.Report] = []
-    writer = ledger.LedgerWriter(engine, 600, reports.extend)
+    reports: list[Report] = []
+    writer = LedgerWriter(engine, 600, reports.extend)
 
     async def grow() -> int | None:
         loop = asyncio.get_running_loop()
-        job = ledger._LeaseJob(1, 100, 300, loop.create_future(), loop)
+        job = LeaseJob(1, 100, 300, loop.create_future(), loop)
         writer._write([job])
         return await job.future
 
     assert asyncio.run(grow()) == 300
-    writer._write([ledger._SettleJob(1, usage_row("r1", 1, 120)), ledger._TrimJob(1, 100)])
-    assert reports[-1] == ledger.Report(1, 80, settled=120, trimmed=100)
+    writer._write([SettleJob(1, usage_row("r1", 1, 120)), TrimJob(1, 100)])
+    assert reports[-1] == Report(1, 80, settled=120, trimmed=100)
     state = assert_ledger_consistent(url, "a")
     assert state.balance == 1000 - 120 and state.held == 80
     writer.release_own()  # at shutdown
@@ -110,21 +113,21 @@ def test_costs_come_out_of_the_lease_and_the_rest_goes_back(database):
 
 def test_a_cost_above_the_lease_still_comes_out_of_the_balance(database):
     url, engine = database
-    writer = ledger.LedgerWriter(engine, 600)
-    writer._write([ledger._SettleJob(1, usage_row("big", 1, 250))])  # no lease at all
+    writer = LedgerWriter(engine, 600)
+    writer._write([SettleJob(1, usage_row("big", 1, 250))])  # no lease at all
     state = assert_ledger_consistent(url, "a")
     assert state.balance == 750 and state.held == 0 and state.captures == {"big": 250}
 
 
 def test_a_duplicate_settlement_does_not_sink_the_rest_of_its_batch(database):
     url, engine = database
-    writer = ledger.LedgerWriter(engine, 600)
-    writer._write([ledger._SettleJob(1, usage_row("once", 1, 10))])
+    writer = LedgerWriter(engine, 600)
+    writer._write([SettleJob(1, usage_row("once", 1, 10))])
     writer._write(
         [
-            ledger._SettleJob(1, usage_row("once", 1, 10)),  # the same call again: refused
-            ledger._SettleJob(1, usage_row("other", 1, 20)),
-            ledger._SettleJob(2, usage_row("elsewhere", 2, 30)),
+            SettleJob(1, usage_row("once", 1, 10)),  # the same call again: refused
+            SettleJob(1, usage_row("other", 1, 20)),
+            SettleJob(2, usage_row("elsewhere", 2, 30)),
         ]
     )
     a, b = assert_ledger_consistent(url, "a"), assert_ledger_consistent(url, "b")
@@ -133,7 +136,7 @@ def test_a_duplicate_settlement_does_not_sink_the_rest_of_its_batch(database):
 
 
 def test_a_database_that_cannot_take_the_hold_is_503(tmp_path, monkeypatch):
-    monkeypatch.setattr(ledger, "RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr(ledger_writer, "RETRY_DELAYS", (0.01,))
     config = parse_config({"prices": {"m": {"input": 1.0, "output": 1.0}}})
     unreachable = make_engine(f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}")
     gateway = SimpleNamespace(config=config, engine=unreachable, state={})
@@ -145,9 +148,9 @@ def test_a_database_that_cannot_take_the_hold_is_503(tmp_path, monkeypatch):
 
     async def admit() -> None:
         try:
-            await ledger.admit(call, gateway)
+            await hooks.admit(call, gateway)
         finally:
-            ledger.shutdown(gateway)
+            hooks.shutdown(gateway)
 
     with pytest.raises(GatewayError) as refused:
         asyncio.run(admit())

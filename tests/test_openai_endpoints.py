@@ -1,7 +1,7 @@
 """Every OpenAI endpoint end to end through the `openai` adapter.
 
 The official `openai` SDK talks to a running gateway, whose `openai` adapter talks to the fake
-upstream (tests/fake_upstream.py). Each test checks what the SDK sees, what the gateway
+upstream (tests/fake_upstream/). Each test checks what the SDK sees, what the gateway
 recorded in `usage_records` and charged, and what the upstream received (the gateway's own
 upstream key, never the client's).
 """
@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 import sqlalchemy
-from conftest import Gateway, new_key, records
+from conftest import Gateway, new_key, price, provider, records
 from fake_upstream import FakeUpstream, reply_pieces, reply_text
 from tokone.core.types import Call, Family
 from tokone.providers.openai import ResponsesStreamRelay
@@ -29,27 +29,18 @@ N = 16
 pytestmark = pytest.mark.usefixtures("reset_upstream")
 PROMPT = "one two three four five six seven"  # 7 input tokens at the fake upstream
 UPSTREAM_KEY = "upstream-secret"
-PROVIDERS = """
-[[providers]]
-name = "upstream"
-adapter = "openai"
-base_url = "{base}/v1"
-api_key = "upstream-secret"
-models = ["gpt-4o-mini", "gpt-4o-cached", "text-embedding-3-small"]
-model_map = {{"my-alias" = "gpt-4o-mini"}}
-
-[prices."gpt-4o-cached"]
-input = 1.0
-output = 2.0
-cached_input = 0.5
-
-[prices."text-embedding-3-small"]
-input = 1.0
-
-[prices."my-alias"]
-input = 3.0
-output = 4.0
-"""
+PROVIDERS = (
+    provider(
+        "upstream",
+        "{base}/v1",
+        api_key=UPSTREAM_KEY,
+        models=("gpt-4o-mini", "gpt-4o-cached", "text-embedding-3-small"),
+        extra='model_map = {{"my-alias" = "gpt-4o-mini"}}',
+    )
+    + price("gpt-4o-cached", 1.0, 2.0, cached_input=0.5)
+    + price("text-embedding-3-small", 1.0)
+    + price("my-alias", 3.0, 4.0)
+)
 # per million tokens = micro-units per token: (input, cached input, output)
 PRICES = {
     "gpt-4o-mini": (Fraction("0.15"), Fraction("0.075"), Fraction("0.60")),
@@ -69,7 +60,7 @@ def key(gateway: Gateway) -> str:
 @pytest.fixture
 def sdk(gateway: Gateway, key: str) -> Iterator[openai.OpenAI]:
     """The official client pointed at the gateway, without retries."""
-    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as client:
+    with gateway.openai_client(key) as client:
         yield client
 
 

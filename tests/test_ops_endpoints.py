@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-import openai
 
 
 def test_health_ready_and_metrics(make_gateway):
@@ -11,7 +10,7 @@ def test_health_ready_and_metrics(make_gateway):
     assert httpx.get(gateway.url + "/healthz").json() == {"status": "ok"}
     assert httpx.get(gateway.url + "/readyz").json()["database"] == "ok"
     key = gateway.funded_key()
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    sdk = gateway.openai_client(key)
     sdk.chat.completions.create(model="mock-1", messages=[{"role": "user", "content": "a b c"}])
     text = httpx.get(gateway.url + "/metrics").text
     labels = 'endpoint="chat.completions",family="openai",model="mock-1"'

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import textwrap
-import time
 from pathlib import Path
 
-import openai
 import pytest
+from conftest import TEST_PLUGINS, importable, wait_for_usage
 from tokone.core.cli.main import app
 from typer.testing import CliRunner
 
-TEST_PLUGINS = str(Path(__file__).parent / "plugins")
-"""Where `min_charge` lives: a third-party plugin with its own settings and command."""
 MIN_CHARGE_TOML = '[plugins]\nmodules = ["min_charge"]\n\n[plugins.min_charge]\n'
 
 FLAT_PRICE_PLUGIN = textwrap.dedent('''
@@ -30,58 +26,41 @@ FLAT_PRICE_PLUGIN = textwrap.dedent('''
 
 
 def make_distribution(root, module: str, entry_name: str) -> None:
-    """An installed-looking distribution (a .dist-info with an entry point) under `root`."""
-    (root / f"{module}.py").write_text(FLAT_PRICE_PLUGIN)
+    """Make `module` under `root` look installed: a .dist-info naming it as an entry point."""
     info = root / f"{module}-1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(f"[tokone]\n{entry_name} = {module}\n")
 
 
-def wait_cost(gateway, requests: int) -> dict:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        data = json.loads(gateway.cli("accounts", "show", "demo", "--json"))
-        if data["usage"]["requests"] >= requests and data["held_micro"] == 0:
-            return data
-        time.sleep(0.05)
-    raise AssertionError(data)
-
-
 def chat(gateway, key: str) -> None:
-    sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
-    sdk.chat.completions.create(model="mock-1", messages=[{"role": "user", "content": "hi"}])
+    gateway.openai_client(key).chat.completions.create(
+        model="mock-1", messages=[{"role": "user", "content": "hi"}]
+    )
 
 
-def test_entry_point_plugin_replaces_pricing(make_gateway, tmp_path, monkeypatch):
-    site = tmp_path / "site"
-    site.mkdir()
+def test_entry_point_plugin_replaces_pricing(make_gateway, plugin_modules):
+    site = plugin_modules(tokone_flat_price=FLAT_PRICE_PLUGIN)
     make_distribution(site, "tokone_flat_price", "flat_price")
-    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.syspath_prepend(str(site))
     gateway = make_gateway()
     listing = gateway.cli("plugins", "list")
     assert "flat_price" in listing and "entry point" in listing
     key = gateway.funded_key()
     chat(gateway, key)
     chat(gateway, key)
-    data = wait_cost(gateway, 2)
+    data = wait_for_usage(gateway, 2)
     assert data["usage"]["cost_micro"] == 2 * 1234
     assert data["balance_micro"] == 10_000_000 - 2 * 1234
 
 
-def test_module_path_plugin_from_config_and_disable(make_gateway, tmp_path, monkeypatch):
-    site = tmp_path / "mods"
-    site.mkdir()
-    (site / "my_pricing.py").write_text(FLAT_PRICE_PLUGIN)
-    monkeypatch.setenv("PYTHONPATH", f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    monkeypatch.syspath_prepend(str(site))
+def test_module_path_plugin_from_config_and_disable(make_gateway, plugin_modules):
+    plugin_modules(my_pricing=FLAT_PRICE_PLUGIN)
     gateway = make_gateway('[plugins]\nmodules = ["my_pricing"]\ndisable = ["usage_log"]\n')
     listing = gateway.cli("plugins", "list")
     assert "my_pricing" in listing and "config" in listing
     assert "usage_log" not in listing
     chat(gateway, gateway.funded_key())
-    assert wait_cost(gateway, 1)["usage"]["cost_micro"] == 1234
+    assert wait_for_usage(gateway, 1)["usage"]["cost_micro"] == 1234
     events = [
         json.loads(line)["event"] for line in gateway.log.splitlines() if line.startswith("{")
     ]
@@ -116,14 +95,6 @@ def test_every_hook_is_documented():
         assert f"`{name}`" in section, name
 
 
-def use_test_plugins(monkeypatch) -> None:
-    """Make `tests/plugins` importable here and in the gateways the test starts."""
-    monkeypatch.setenv(
-        "PYTHONPATH", f"{TEST_PLUGINS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
-    )
-    monkeypatch.syspath_prepend(TEST_PLUGINS)
-
-
 def cli(*args: str) -> tuple[int, str, str]:
     """Run `tokone ARGS` in-process: exit code, stdout, stderr."""
     result = CliRunner().invoke(app, list(args))
@@ -134,7 +105,7 @@ def test_plugin_settings_and_command_from_its_own_table(make_gateway, monkeypatc
     """A plugin loaded by module path takes `[plugins.min_charge] amount` from tokone.toml:
     the gateway charges that minimum, and the plugin's own `tokone min-charge` command
     prints it."""
-    use_test_plugins(monkeypatch)
+    importable(monkeypatch, TEST_PLUGINS)
     gateway = make_gateway(MIN_CHARGE_TOML + 'amount = "0.001"\n')
     assert gateway.cli("min-charge") == "minimum charge per call: 0.001 (1000 micro-units)\n"
     assert "min-charge" in gateway.cli("--help")
@@ -142,7 +113,7 @@ def test_plugin_settings_and_command_from_its_own_table(make_gateway, monkeypatc
     line = next(row for row in listing.splitlines() if row.startswith("min_charge "))
     assert "plugin_config_schema" in line and "register_commands" in line and "price" in line
     chat(gateway, gateway.funded_key())
-    data = wait_cost(gateway, 1)
+    data = wait_for_usage(gateway, 1)
     assert data["usage"]["cost_micro"] == 1000  # the mock's tokens alone cost 28
     assert data["balance_micro"] == 10_000_000 - 1000
 
@@ -152,7 +123,7 @@ def test_plugin_settings_default_and_gateway_plugin_config(tmp_path, monkeypatch
     from tokone.core.config import parse_config
     from tokone.core.gateway import Gateway
 
-    use_test_plugins(monkeypatch)
+    importable(monkeypatch, TEST_PLUGINS)
     database = f"sqlite:///{tmp_path / 'x.db'}"
     gateway = Gateway(
         parse_config({"database": {"url": database}, "plugins": {"modules": ["min_charge"]}})
@@ -186,7 +157,7 @@ def test_plugin_settings_default_and_gateway_plugin_config(tmp_path, monkeypatch
 )
 def test_bad_plugin_table_is_a_one_line_config_error(tmp_path, monkeypatch, toml, expected):
     """`config check`, `serve` and the plugin's own command all refuse it in one line."""
-    use_test_plugins(monkeypatch)
+    importable(monkeypatch, TEST_PLUGINS)
     path = tmp_path / "tokone.toml"
     path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "x.db"}"\n' + toml)
     for command in (["config", "check"], ["serve"], ["min-charge"]):
@@ -198,7 +169,7 @@ def test_bad_plugin_table_is_a_one_line_config_error(tmp_path, monkeypatch, toml
 
 def test_a_disabled_plugin_may_keep_its_table(tmp_path, monkeypatch):
     """Switching a plugin off with `disable` does not mean deleting its settings."""
-    use_test_plugins(monkeypatch)
+    importable(monkeypatch, TEST_PLUGINS)
     path = tmp_path / "tokone.toml"
     path.write_text(
         '[plugins]\nmodules = ["min_charge"]\ndisable = ["min_charge"]\n'
@@ -253,7 +224,7 @@ def test_trace_plugins_prints_every_hook_call(make_gateway, tmp_path, monkeypatc
     """`TOKONE_TRACE_PLUGINS=1`: one stderr line per hook implementation call, with the
     plugin, arguments (the client's key redacted), duration and result — in the CLI and in
     the server, `meter` (which the core calls plugin by plugin) included."""
-    use_test_plugins(monkeypatch)
+    importable(monkeypatch, TEST_PLUGINS)
     monkeypatch.setenv("TOKONE_TRACE_PLUGINS", "1")
     path = tmp_path / "tokone.toml"
     path.write_text(MIN_CHARGE_TOML)
@@ -264,7 +235,7 @@ def test_trace_plugins_prints_every_hook_call(make_gateway, tmp_path, monkeypatc
     gateway = make_gateway(MIN_CHARGE_TOML)
     key = gateway.funded_key()
     chat(gateway, key)
-    wait_cost(gateway, 1)
+    wait_for_usage(gateway, 1)
     lines = [line for line in gateway.log.splitlines() if line.startswith("tokone trace: ")]
     by_hook = {(line.split()[2], line.split()[3]) for line in lines}
     for hook, plugin in [

@@ -12,8 +12,7 @@ import anthropic
 import openai
 import pytest
 import redis
-from conftest import REDIS_URL, free_port
-from test_routing import HELLO, provider, sdk
+from conftest import HELLO, REDIS_URL, free_port, provider
 
 RESET = re.compile(r"^(\d+ms|(\d+m)?\d+(\.\d+)?s)$")
 
@@ -44,7 +43,7 @@ def key_ids(gateway) -> dict[str, int]:
 def test_requests_per_minute_refuse_with_retry_after_and_openai_headers(make_gateway):
     gateway = make_gateway("[rate_limits]\nrpm = 2\n")
     key = gateway.funded_key()
-    passed, refusal = count_until_refused(sdk(gateway, key))
+    passed, refusal = count_until_refused(gateway.openai_client(key))
     assert passed == 2
     assert refusal.status_code == 429
     assert refusal.body["type"] == "rate_limit_error"
@@ -57,7 +56,7 @@ def test_requests_per_minute_refuse_with_retry_after_and_openai_headers(make_gat
     assert RESET.match(headers["x-ratelimit-reset-requests"])
 
     # the same refusal in Anthropic's shape for the Messages API
-    claude = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    claude = gateway.anthropic_client(key)
     with pytest.raises(anthropic.RateLimitError) as info:
         claude.messages.create(model="mock-1", max_tokens=10, messages=HELLO)
     assert info.value.body["error"]["type"] == "rate_limit_error"
@@ -66,7 +65,7 @@ def test_requests_per_minute_refuse_with_retry_after_and_openai_headers(make_gat
 
 def test_successful_calls_carry_the_rate_limit_state_too(make_gateway):
     gateway = make_gateway("[rate_limits]\nrpm = 5\ntpm = 1000\n")
-    client = sdk(gateway, gateway.funded_key())
+    client = gateway.openai_client(gateway.funded_key())
     remaining = []
     for _ in range(2):
         reply = client.chat.completions.with_raw_response.create(model="mock-1", messages=HELLO)
@@ -96,16 +95,16 @@ def test_group_defaults_and_per_key_overrides(make_gateway):
             f'[rate_limits.keys."{ids["slow"]}"]\nrpm = 1\n'
         )
     gateway.start()
-    assert count_until_refused(sdk(gateway, plain))[0] == 3
-    passed, refusal = count_until_refused(sdk(gateway, slow))
+    assert count_until_refused(gateway.openai_client(plain))[0] == 3
+    passed, refusal = count_until_refused(gateway.openai_client(slow))
     assert passed == 1 and refusal.response.headers["x-ratelimit-limit-requests"] == "1"
-    assert count_until_refused(sdk(gateway, vip))[0] == 5
+    assert count_until_refused(gateway.openai_client(vip))[0] == 5
 
 
 def test_tokens_per_minute_count_what_calls_used(make_gateway):
     # the mock answers 12 output tokens; "hello there" is 2 input tokens: 14 per call
     gateway = make_gateway("[rate_limits]\ntpm = 30\naccount_rpm = 100\n")
-    passed, refusal = count_until_refused(sdk(gateway, gateway.funded_key()), pause=0.1)
+    passed, refusal = count_until_refused(gateway.openai_client(gateway.funded_key()), pause=0.1)
     assert passed == 3  # 0, 14, 28 tokens used before each: all under 30; then 42
     headers = refusal.response.headers
     assert "tokens per min" in refusal.body["message"]
@@ -122,7 +121,7 @@ def test_concurrent_requests_per_key(make_gateway, make_fake_upstream):
         "[rate_limits]\nmax_concurrent = 1\n" + provider("up", upstream.base_url + "/v1"),
         mock=False,
     )
-    client = sdk(gateway, gateway.funded_key())
+    client = gateway.openai_client(gateway.funded_key())
     upstream.stall_stream_after(2, 1.5)
     stream = client.chat.completions.create(model="gpt-4o-mini", messages=HELLO, stream=True)
     text: list[str] = []
@@ -174,7 +173,7 @@ def test_limits_hold_across_three_processes_sharing_redis(make_gateway, redis_pr
     outcomes = []
     for i in range(9):
         try:
-            ask(sdk(gateways[i % 3], by_requests))
+            ask(gateways[i % 3].openai_client(by_requests))
             outcomes.append(200)
         except openai.RateLimitError:
             outcomes.append(429)
@@ -184,7 +183,7 @@ def test_limits_hold_across_three_processes_sharing_redis(make_gateway, redis_pr
     passed = 0
     for i in range(6):
         try:
-            ask(sdk(gateways[i % 3], by_tokens))
+            ask(gateways[i % 3].openai_client(by_tokens))
             passed += 1
         except openai.RateLimitError as refusal:
             assert refusal.response.headers["x-ratelimit-limit-tokens"] == "30"
@@ -202,7 +201,7 @@ def test_an_unreachable_storage_admits_calls_and_says_so(make_gateway):
         f'[rate_limits]\nstorage = "redis://127.0.0.1:{free_port()}/0"\n'
         "rpm = 1\nmax_concurrent = 1\n"
     )
-    client = sdk(gateway, gateway.funded_key())
+    client = gateway.openai_client(gateway.funded_key())
     ask(client)
     ask(client)
     assert "rate_limit_storage_failed" in gateway.log

@@ -7,13 +7,21 @@ each turn is one call of its own: recorded and charged separately.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import openai
 import pytest
 import websockets
-from conftest import KEY_ACCOUNTS, MOCK_PROVIDER, Gateway, new_key, records
+from conftest import (
+    FAST_REFRESH,
+    KEY_ACCOUNTS,
+    MOCK_PROVIDER,
+    Gateway,
+    key_status,
+    new_key,
+    records,
+    wait_until,
+)
 from fake_upstream import reply_pieces, reply_text
 from tokone.providers.mock_words import REPLY, WORDS
 
@@ -34,7 +42,7 @@ input = 1.0
 output = 2.0
 cached_input = 0.5
 """
-PROVIDERS = MOCK_PROVIDER + PROVIDER
+PROVIDERS = MOCK_PROVIDER + PROVIDER + FAST_REFRESH
 
 
 @pytest.fixture
@@ -172,7 +180,7 @@ def test_a_revoked_key_closes_the_connection_at_its_next_turn(gateway, key):
         assert turn(connection, model="mock-1", input="hi")[-1].type == "response.completed"
         key_id = json.loads(gateway.cli("accounts", "show", KEY_ACCOUNTS[key], "--json"))["keys"][0]
         gateway.cli("keys", "revoke", str(key_id["id"]))
-        time.sleep(1.1)  # the key cache's lifetime
+        wait_until(lambda: key_status(gateway, key) == 403)  # the key cache's refresh
         (refused,) = turn(connection, model="mock-1", input="hi")
         assert (refused.status, refused.error.type) == (403, "permission_error")
         with pytest.raises(websockets.exceptions.ConnectionClosed) as info:

@@ -1,41 +1,30 @@
-"""Routing end to end: weights, aliases and wildcards, the manual switch, 404 and 503.
+"""Routing: weights, aliases and wildcards, the manual switch, 404 and 503.
 
-Every test runs a real gateway in front of fake upstreams (tests/fake_upstream.py) and
-counts the requests each upstream recorded.
+The weighted order is checked directly with a seeded `random.Random` (and a hypothesis
+property); every other test runs a real gateway in front of fake upstreams
+(tests/fake_upstream/) and counts the requests each upstream recorded.
 """
 
 from __future__ import annotations
 
-import time
+import random
+from collections import Counter
+from typing import cast
 
 import anthropic
 import httpx
 import openai
 import pytest
+from conftest import ADMIN, FAST_REFRESH, HELLO, provider, wait_until
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
-
-ADMIN = {"authorization": "Bearer admin-test-key"}
-HELLO = [{"role": "user", "content": "hello there"}]
-
-
-def provider(
-    name: str,
-    base_url: str,
-    *,
-    models: tuple[str, ...] = ("gpt-4o-mini",),
-    adapter: str = "openai",
-    priority: int = 0,
-    weight: int = 1,
-    extra: str = "",
-) -> str:
-    """One `[[providers]]` table."""
-    listed = ", ".join(f'"{m}"' for m in models)
-    return (
-        f'\n[[providers]]\nname = "{name}"\nadapter = "{adapter}"\nbase_url = "{base_url}"\n'
-        f"models = [{listed}]\npriority = {priority}\nweight = {weight}\n{extra}\n"
-    )
+from hypothesis import given
+from hypothesis import strategies as st
+from tokone.core.config import ProviderConfig
+from tokone.core.types import Candidate
+from tokone.core.upstream import Adapter
+from tokone.plugins.routing import order_by_priority_and_weight
 
 
 def sdk(gateway, key: str) -> openai.OpenAI:
@@ -46,20 +35,78 @@ def chat(client: openai.OpenAI, model: str = "gpt-4o-mini") -> str:
     return client.chat.completions.create(model=model, messages=HELLO).choices[0].message.content
 
 
-def test_weights_spread_load_three_to_one(make_gateway, make_fake_upstream):
-    heavy, light = make_fake_upstream(), make_fake_upstream()
+def candidates(*tiers: tuple[int, int]) -> list[Candidate]:
+    """Route candidates named c0, c1, ... with these (priority, weight) pairs."""
+    return [
+        Candidate(
+            ProviderConfig(name=f"c{i}", adapter="mock", models=["m"], priority=p, weight=w),
+            cast(Adapter, None),
+            "m",
+        )
+        for i, (p, w) in enumerate(tiers)
+    ]
+
+
+def names(ordered: list[Candidate]) -> list[str]:
+    return [c.provider.name for c in ordered]
+
+
+def test_weights_decide_the_first_choice_in_proportion():
+    """With weights 3 : 1 the heavy channel comes first 3 times in 4 (seeded, so exact)."""
+    rng = random.Random(20261202)
+    pool = candidates((0, 3), (0, 1))
+    firsts = Counter(names(order_by_priority_and_weight(pool, rng))[0] for _ in range(20_000))
+    # binomial standard deviation ~0.003: 0.015 is five of them, whatever the seed
+    assert abs(firsts["c0"] / 20_000 - 0.75) < 0.015, firsts
+    pool = candidates((0, 1), (0, 2), (0, 5))
+    firsts = Counter(names(order_by_priority_and_weight(pool, rng))[0] for _ in range(20_000))
+    for name, share in (("c0", 1 / 8), ("c1", 2 / 8), ("c2", 5 / 8)):
+        assert abs(firsts[name] / 20_000 - share) < 0.015, firsts
+
+
+def test_the_order_is_reproducible_with_a_seed():
+    pool = candidates(*[(0, w) for w in (1, 2, 3, 4, 5)])
+    first = [names(order_by_priority_and_weight(pool, random.Random(7))) for _ in range(3)]
+    assert first[0] == first[1] == first[2]
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-2, 2), st.integers(0, 5)),
+        min_size=1,
+        max_size=8,
+    ),
+    st.integers(0, 2**32),
+)
+def test_order_is_a_permutation_by_priority_with_weight_zero_last(tiers, seed):
+    pool = candidates(*tiers)
+    ordered = order_by_priority_and_weight(pool, random.Random(seed))
+    assert sorted(names(ordered)) == sorted(names(pool))
+    priorities = [c.provider.priority for c in ordered]
+    assert priorities == sorted(priorities, reverse=True)
+    for priority in set(priorities):
+        weights = [c.provider.weight for c in ordered if c.provider.priority == priority]
+        zero = weights.index(0) if 0 in weights else len(weights)
+        assert all(w == 0 for w in weights[zero:])  # weight 0 only after every weighted one
+        if all(w == 0 for w in weights):  # nothing to draw: the configured order
+            tier = [c for c in pool if c.provider.priority == priority]
+            assert names([c for c in ordered if c.provider.priority == priority]) == names(tier)
+
+
+def test_weights_are_honoured_end_to_end(make_gateway, make_fake_upstream):
+    heavy, light, idle = make_fake_upstream(), make_fake_upstream(), make_fake_upstream()
     gateway = make_gateway(
         provider("heavy", heavy.base_url + "/v1", weight=3)
-        + provider("light", light.base_url + "/v1", weight=1),
+        + provider("light", light.base_url + "/v1", weight=1)
+        + provider("idle", idle.base_url + "/v1", weight=0),
         mock=False,
     )
     client = sdk(gateway, gateway.funded_key())
-    for _ in range(200):
+    for _ in range(40):
         chat(client)
-    served = len(heavy.requests), len(light.requests)
-    assert sum(served) == 200
-    # expected 150 : 50; the binomial standard deviation is ~6, so 25 is four of them
-    assert abs(served[0] - 150) <= 25, served
+    served = len(heavy.requests), len(light.requests), len(idle.requests)
+    # expected 30 : 10 : 0; heavy <= light, or light never served, is below 1 in 10,000
+    assert sum(served) == 40 and served[0] > served[1] > 0 and served[2] == 0, served
 
 
 def test_priority_wins_over_weight(make_gateway, make_fake_upstream):
@@ -108,18 +155,11 @@ def test_aliases_wildcards_and_unknown_models(make_gateway, make_fake_upstream):
     assert len(wild.requests) == 1 and len(aliased.requests) == 2
 
 
-def wait_until(predicate, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
-
-
 def test_disabled_by_hand_is_skipped_and_shown(make_gateway, make_fake_upstream):
     main, spare = make_fake_upstream(), make_fake_upstream()
     gateway = make_gateway(
-        provider("main", main.base_url + "/v1", priority=10)
+        FAST_REFRESH
+        + provider("main", main.base_url + "/v1", priority=10)
         + provider("spare", spare.base_url + "/v1"),
         mock=False,
     )
@@ -135,7 +175,7 @@ def test_disabled_by_hand_is_skipped_and_shown(make_gateway, make_fake_upstream)
     spare_row = next(line for line in status.splitlines() if line.startswith("spare "))
     assert "enabled" in spare_row and "openai" in spare_row
 
-    # the server re-reads the switches once a second, off the request path
+    # the server re-reads the switches every refresh_seconds, off the request path
     wait_until(lambda: (chat(client), len(spare.requests))[1] > 0)
     before = len(main.requests)
     for _ in range(3):

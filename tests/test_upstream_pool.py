@@ -12,8 +12,8 @@ import asyncio
 import json
 
 import httpx
+from conftest import HELLO, provider
 from fake_upstream import FakeUpstream, reply_text
-from test_routing import HELLO, provider
 
 STREAMS = 300
 CHUNKS = 8

@@ -1,5 +1,5 @@
-"""Billing commands: `tokone groups …`, `tokone codes …`, `tokone usage`, and the money
-sub-commands of `tokone accounts` (override, adjust, refund).
+"""Billing commands: `tokone groups …`, `tokone codes …`, `tokone usage`, `tokone audit`, and
+the money sub-commands of `tokone accounts` (override, adjust, refund).
 
 Registered on the main app by :func:`register`; the shared helpers (config loading, the
 migrated engine, error exits) come from `tokone.core.cli.main`, imported late since it imports
@@ -13,9 +13,14 @@ import time
 from typing import Annotated, Any
 
 import typer
-from tokone.core.domain import accounts as ops
+from tokone.core.domain.accounts import set_override
+from tokone.core.domain.audit import AuditFilter, entry_dict, list_entries, record
 from tokone.core.domain.codes import create_codes, list_codes
+from tokone.core.domain.errors import AccountError
+from tokone.core.domain.groups import create_group, list_groups, set_group
 from tokone.core.domain.keys import KeyHasher
+from tokone.core.domain.ledger_entries import add_entry
+from tokone.core.domain.money import check_multiplier, format_amount, parse_amount
 from tokone.core.domain.usage_report import UsageFilter, format_table, time_range, usage_report
 
 groups_app = typer.Typer(help="Pricing groups and their multipliers.", no_args_is_help=True)
@@ -40,7 +45,7 @@ def groups_list(as_json: JsonOption = False) -> None:
     """Every group (from tokone.toml and the database, which wins) and its multiplier."""
     cli = _cli()
     config = cli.config_or_exit()
-    rows = ops.list_groups(cli.migrated_engine(config), _config_groups(config))
+    rows = list_groups(cli.migrated_engine(config), _config_groups(config))
     if as_json:
         data = [{"name": n, "multiplier": m, "source": s} for n, m, s in rows]
         typer.echo(json.dumps(data, indent=2))
@@ -59,11 +64,16 @@ def groups_create(
     cli = _cli()
     config = cli.config_or_exit()
     try:
-        group = ops.create_group(
-            cli.migrated_engine(config), name, multiplier, _config_groups(config)
-        )
-    except ops.AccountError as exc:
+        group = create_group(cli.migrated_engine(config), name, multiplier, _config_groups(config))
+    except AccountError as exc:
         raise cli.fail(str(exc)) from None
+    record(
+        cli.migrated_engine(config),
+        "cli",
+        "group.create",
+        f"group:{name}",
+        after={"multiplier": group.multiplier},
+    )
     typer.echo(f"created group {group.name} (multiplier {group.multiplier:g})")
 
 
@@ -74,10 +84,20 @@ def groups_set(
     """Change a group's multiplier (every gateway applies it within a second)."""
     cli = _cli()
     config = cli.config_or_exit()
+    engine = cli.migrated_engine(config)
+    before = {n: m for n, m, _ in list_groups(engine, _config_groups(config))}.get(name)
     try:
-        group = ops.set_group(cli.migrated_engine(config), name, multiplier, _config_groups(config))
-    except ops.AccountError as exc:
+        group = set_group(engine, name, multiplier, _config_groups(config))
+    except AccountError as exc:
         raise cli.fail(str(exc)) from None
+    record(
+        engine,
+        "cli",
+        "group.set",
+        f"group:{name}",
+        before={"multiplier": before},
+        after={"multiplier": group.multiplier},
+    )
     typer.echo(f"group {group.name}: multiplier {group.multiplier:g}")
 
 
@@ -96,10 +116,17 @@ def accounts_override(
         raise cli.fail("give either a MULTIPLIER or --clear")
     config = cli.config_or_exit()
     try:
-        value = None if clear else ops.check_multiplier(multiplier or "")
-        ops.set_override(cli.migrated_engine(config), name, value)
-    except ops.AccountError as exc:
+        value = None if clear else check_multiplier(multiplier or "")
+        set_override(cli.migrated_engine(config), name, value)
+    except AccountError as exc:
         raise cli.fail(str(exc)) from None
+    record(
+        cli.migrated_engine(config),
+        "cli",
+        "account.override",
+        f"account:{name}",
+        after={"multiplier_override": value},
+    )
     typer.echo(
         f"{name}: " + ("multiplier of its group" if value is None else f"multiplier {value:g}")
     )
@@ -109,16 +136,17 @@ def _move(name: str, kind: str, amount: str, note: str, request_id: str | None =
     cli = _cli()
     config = cli.config_or_exit()
     try:
-        micro = ops.parse_amount(amount)
-        balance = ops.add_entry(
-            cli.migrated_engine(config), name, kind, micro, "cli", note, request_id
-        )
-    except ops.AccountError as exc:
+        micro = parse_amount(amount)
+        balance = add_entry(cli.migrated_engine(config), name, kind, micro, "cli", note, request_id)
+    except AccountError as exc:
         raise cli.fail(str(exc)) from None
+    after = {"balance": format_amount(balance), "amount": format_amount(micro), "note": note}
+    if request_id:
+        after["request_id"] = request_id
+    action = {"adjustment": "adjust", "refund": "refund"}[kind]
+    record(cli.migrated_engine(config), "cli", f"account.{action}", f"account:{name}", after=after)
     sign = "+" if micro > 0 else ""
-    typer.echo(
-        f"{name}: {kind} {sign}{ops.format_amount(micro)}, balance {ops.format_amount(balance)}"
-    )
+    typer.echo(f"{name}: {kind} {sign}{format_amount(micro)}, balance {format_amount(balance)}")
 
 
 def accounts_adjust(
@@ -151,14 +179,21 @@ def codes_create(
     cli = _cli()
     config = cli.config_or_exit()
     try:
-        micro = ops.parse_amount(amount)
+        micro = parse_amount(amount)
         codes = create_codes(
             cli.migrated_engine(config), KeyHasher(config.server.secret), micro, count, "cli"
         )
-    except ops.AccountError as exc:
+    except AccountError as exc:
         raise cli.fail(str(exc)) from None
+    record(
+        cli.migrated_engine(config),
+        "cli",
+        "codes.create",
+        "codes",
+        after={"count": count, "amount": format_amount(micro)},
+    )
     typer.echo(
-        f"created {count} code(s) worth {ops.format_amount(micro)} each; store them now, "
+        f"created {count} code(s) worth {format_amount(micro)} each; store them now, "
         "they are not shown again:",
         err=True,
     )
@@ -180,7 +215,7 @@ def codes_list(
             {
                 "id": c.id,
                 "prefix": c.prefix,
-                "amount": ops.format_amount(c.amount),
+                "amount": format_amount(c.amount),
                 "amount_micro": c.amount,
                 "created_at": c.created_at,
                 "redeemed_at": c.redeemed_at,
@@ -194,7 +229,7 @@ def codes_list(
     for c in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(c.redeemed_at)) if c.redeemed_at else "-"
         typer.echo(
-            f"{c.id:>5}  {c.prefix:<12} {ops.format_amount(c.amount):>16}  {when:<17} "
+            f"{c.id:>5}  {c.prefix:<12} {format_amount(c.amount):>16}  {when:<17} "
             f"{c.redeemed_by or ''}"
         )
 
@@ -220,14 +255,48 @@ def usage(
         report = usage_report(
             cli.migrated_engine(config), UsageFilter(account, key, model, start, end)
         )
-    except ops.AccountError as exc:
+    except AccountError as exc:
         raise cli.fail(str(exc)) from None
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_table(report))
+
+
+def audit(
+    actor: Annotated[str, typer.Option(help="Only this actor (an e-mail, admin-api, cli).")] = "",
+    action: Annotated[
+        str, typer.Option(help="Only this action, or a family ending in '.' (account.).")
+    ] = "",
+    target: Annotated[str, typer.Option(help="Only this target, e.g. account:alice.")] = "",
+    since: Annotated[str | None, typer.Option(help="From this ISO 8601 date or time.")] = None,
+    days: Annotated[float | None, typer.Option(help="The last N days.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many entries.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """The audit log: who changed what, when, from where, before and after; newest first."""
+    cli = _cli()
+    config = cli.config_or_exit()
+    try:
+        start, end = time_range(since, None, days)
+    except AccountError as exc:
+        raise cli.fail(str(exc)) from None
+    wanted = AuditFilter(actor, action, target, start, end)
+    rows = [entry_dict(e) for e in list_entries(cli.migrated_engine(config), wanted, limit)]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    typer.echo(f"{'TIME (UTC)':<19}  {'ACTOR':<24} {'IP':<15} {'ACTION':<18} {'TARGET':<24} CHANGE")
+    for r in rows:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["created_at"]))
+        change = f"{json.dumps(r['before'])} -> {json.dumps(r['after'])}"
+        typer.echo(
+            f"{when:<19}  {r['actor'][:24]:<24} {r['ip'][:15]:<15} {r['action'][:18]:<18} "
+            f"{r['target'][:24]:<24} {change}"
+        )
 
 
 def register(app: typer.Typer, accounts_app: typer.Typer) -> None:
     """Attach the billing commands to the main app and to `tokone accounts`."""
     app.add_typer(groups_app, name="groups")
+    app.command("audit")(audit)
     app.add_typer(codes_app, name="codes")
     app.command("usage")(usage)
     accounts_app.command("override")(accounts_override)

@@ -14,13 +14,35 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.main
+from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 from tokone.core.cli.billing import register as register_billing
 from tokone.core.cli.providers import providers_app
 from tokone.core.config import Config, ConfigError, load_config
-from tokone.core.domain import accounts as ops
-from tokone.core.store.db import make_engine, upgrade
+from tokone.core.domain import audit
+from tokone.core.domain.accounts import account_summary, create_account
+from tokone.core.domain.errors import AccountError
+from tokone.core.domain.groups import known_groups
+from tokone.core.domain.key_ops import create_key, list_keys, rotate_key, set_key_status
+from tokone.core.domain.ledger_entries import add_entry
+from tokone.core.domain.money import format_amount, parse_amount
+from tokone.core.domain.reconcile import reconcile
+from tokone.core.domain.spend_limits import (
+    check_cidrs,
+    check_period,
+    key_limit_info,
+    limit_summary,
+    set_key_limits,
+)
+from tokone.core.store.db import (
+    SchemaStatus,
+    known_revisions,
+    make_engine,
+    normalise_url,
+    schema_status,
+    upgrade,
+)
 from tokone.core.store.tables import Account
 from typer.core import TyperGroup
 
@@ -166,11 +188,46 @@ def plugin_config(name: str) -> Any:
     return next((plugin.config for plugin in loaded if plugin.name == name), None)
 
 
-def migrated_engine(config: Config):
-    """An engine on an up-to-date database (SQLite is upgraded in place on first use)."""
-    if config.database.url.startswith("sqlite"):
-        upgrade(config.database.url)
-    return make_engine(config.database.url)
+def migrated_engine(config: Config) -> Engine:
+    """An engine on an up-to-date database, checked cheaply (no alembic when it is current).
+
+    A new or older SQLite database is upgraded in place, saying so on stderr; a PostgreSQL
+    one that is not current ends the command with a one-line hint to run `tokone db
+    upgrade` (instances share it: migrating is a deliberate step there), as does a
+    database a newer TokOne migrated.
+    """
+    url = config.database.url
+    engine = make_engine(url)
+    status, revision = schema_status(engine)
+    if status is SchemaStatus.CURRENT:
+        return engine
+    _known, head = known_revisions()
+    if status is SchemaStatus.AHEAD:
+        raise fail(
+            f"database: at revision {revision}, which this TokOne does not know "
+            f"(newest {head}); was it migrated by a newer version?"
+        )
+    if url.startswith("sqlite"):
+        upgrade(url)
+        what = "created" if status is SchemaStatus.EMPTY else f"upgraded from revision {revision}"
+        typer.echo(f"database {shown_url(url)}: {what} (now at revision {head})", err=True)
+        return engine
+    engine.dispose()
+    where = "empty" if status is SchemaStatus.EMPTY else f"at revision {revision or 'none'}"
+    raise fail(
+        f"database {shown_url(url)} is {where}, this TokOne needs revision {head}: "
+        "run `tokone db upgrade`"
+    )
+
+
+def shown_url(url: str) -> str:
+    """`url` as it may be printed: the password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable URL>"
 
 
 @app.command()
@@ -212,6 +269,7 @@ def serve(
         workers=workers,
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # the client address is judged by a plugin (`ip_allow`)
         loop="auto",
         http="auto",
     )
@@ -224,14 +282,9 @@ def check_database_or_exit(config: Config) -> None:
     line says which URL failed and why, instead of an ASGI start-up traceback.
     """
     from sqlalchemy import text
-    from sqlalchemy.engine import make_url
-    from tokone.core.store.db import normalise_url
 
     url = config.database.url
-    try:
-        shown = make_url(normalise_url(url)).render_as_string(hide_password=True)
-    except Exception:
-        shown = "<unparsable URL>"
+    shown = shown_url(url)
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
@@ -261,9 +314,10 @@ def accounts_create(
     config = config_or_exit()
     engine = migrated_engine(config)
     try:
-        account = ops.create_account(engine, name, group, ops.known_groups(engine, config.groups))
-    except ops.AccountError as exc:
+        account = create_account(engine, name, group, known_groups(engine, config.groups))
+    except AccountError as exc:
         raise fail(str(exc)) from None
+    audit.record(engine, "cli", "account.create", f"account:{name}", after={"group": group})
     typer.echo(f"created account {account.name} (id {account.id}, group {account.group})")
 
 
@@ -275,11 +329,18 @@ def accounts_topup(
     """Add prepaid balance to an account (a `topup` ledger entry)."""
     config = config_or_exit()
     try:
-        micro = ops.parse_amount(amount)
-        balance = ops.add_entry(migrated_engine(config), name, "topup", micro, actor="cli")
-    except ops.AccountError as exc:
+        micro = parse_amount(amount)
+        balance = add_entry(migrated_engine(config), name, "topup", micro, actor="cli")
+    except AccountError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"{name}: +{ops.format_amount(micro)}, balance {ops.format_amount(balance)}")
+    audit.record(
+        migrated_engine(config),
+        "cli",
+        "account.topup",
+        f"account:{name}",
+        after={"balance": format_amount(balance), "amount": format_amount(micro)},
+    )
+    typer.echo(f"{name}: +{format_amount(micro)}, balance {format_amount(balance)}")
 
 
 @accounts_app.command("show")
@@ -290,8 +351,8 @@ def accounts_show(
     """Balance, group, multiplier override, usage totals and keys of one account."""
     config = config_or_exit()
     try:
-        data = ops.account_summary(migrated_engine(config), name)
-    except ops.AccountError as exc:
+        data = account_summary(migrated_engine(config), name)
+    except AccountError as exc:
         raise fail(str(exc)) from None
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -301,7 +362,7 @@ def accounts_show(
     typer.echo(f"account  {data['name']} (id {data['id']})")
     own = f" (own multiplier {override:g})" if override is not None else ""
     typer.echo(f"group    {data['group']}{own}")
-    typer.echo(f"balance  {data['balance']}  (held {ops.format_amount(data['held_micro'])})")
+    typer.echo(f"balance  {data['balance']}  (held {format_amount(data['held_micro'])})")
     typer.echo(
         f"usage    {usage['requests']} requests, {usage['input_tokens']} input + "
         f"{usage['output_tokens']} output tokens, cost {usage['cost']}"
@@ -319,9 +380,7 @@ def accounts_list() -> None:
         rows = session.exec(select(Account).order_by(Account.name)).all()
     typer.echo(f"{'NAME':<24} {'GROUP':<12} {'BALANCE':>16}")
     for account in rows:
-        typer.echo(
-            f"{account.name:<24} {account.group:<12} {ops.format_amount(account.balance):>16}"
-        )
+        typer.echo(f"{account.name:<24} {account.group:<12} {format_amount(account.balance):>16}")
 
 
 @accounts_app.command("check")
@@ -329,14 +388,14 @@ def accounts_check(name: str) -> None:
     """Recompute balance, holds and charges from the ledger, holds and usage records."""
     config = config_or_exit()
     try:
-        result = ops.reconcile(migrated_engine(config), name)
-    except ops.AccountError as exc:
+        result = reconcile(migrated_engine(config), name)
+    except AccountError as exc:
         raise fail(str(exc)) from None
     typer.echo(
-        f"balance {ops.format_amount(result.balance)} (ledger "
-        f"{ops.format_amount(result.ledger_balance)}), held {result.held} "
-        f"(open holds {result.open_holds}), charged {ops.format_amount(result.captured)} "
-        f"(usage records {ops.format_amount(result.usage_cost)}): "
+        f"balance {format_amount(result.balance)} (ledger "
+        f"{format_amount(result.ledger_balance)}), held {result.held} "
+        f"(open holds {result.open_holds}), charged {format_amount(result.captured)} "
+        f"(usage records {format_amount(result.usage_cost)}): "
         f"{'OK' if result.ok else 'MISMATCH'}"
     )
     if not result.ok:
@@ -351,13 +410,28 @@ def keys_create(
         str, typer.Option(help="Comma-separated models the key may use (default: all).")
     ] = "",
     expires_in: Annotated[float | None, typer.Option(help="Days until the key expires.")] = None,
+    spend_limit: Annotated[
+        str | None, typer.Option(help="Total spend cap, e.g. 100 (see `tokone limits key`).")
+    ] = None,
+    period_limit: Annotated[
+        str | None, typer.Option(help="Spend cap per --period, e.g. 5.")
+    ] = None,
+    period: Annotated[str, typer.Option(help="day, week or month (for --period-limit).")] = "day",
+    ips: Annotated[
+        str, typer.Option(help="Comma-separated CIDR ranges the key may be used from.")
+    ] = "",
 ) -> None:
     """Create a key. It is printed once, alone on the last line; only its hash is stored."""
     config = config_or_exit()
     from tokone.core.domain.keys import KeyHasher
 
     try:
-        row, key = ops.create_key(
+        # Checked before the key exists, so a bad limit leaves no key behind.
+        total = parse_amount(spend_limit) if spend_limit else None
+        per_period = parse_amount(period_limit) if period_limit else None
+        allowed = check_cidrs([r for r in ips.split(",") if r.strip()])
+        check_period(period)
+        row, key = create_key(
             migrated_engine(config),
             KeyHasher(config.server.secret),
             config.server.key_prefix,
@@ -366,8 +440,25 @@ def keys_create(
             models=[m.strip() for m in models.split(",") if m.strip()],
             expires_in_days=expires_in,
         )
-    except ops.AccountError as exc:
+        if total is not None or per_period is not None or allowed:
+            assert row.id is not None
+            set_key_limits(
+                migrated_engine(config),
+                row.id,
+                total=total,
+                per_period=per_period,
+                period=period,
+                allowed_ips=allowed,
+            )
+    except AccountError as exc:
         raise fail(str(exc)) from None
+    audit.record(
+        migrated_engine(config),
+        "cli",
+        "key.create",
+        f"key:{row.id}",
+        after={"account": account, "prefix": row.prefix, "name": row.name},
+    )
     typer.echo(
         f"created key {row.id} for {account}; store it now, it is not shown again:", err=True
     )
@@ -381,26 +472,37 @@ def keys_list(
     """Keys (id, visible prefix, status, account) — never the keys themselves."""
     config = config_or_exit()
     try:
-        rows = ops.list_keys(migrated_engine(config), account)
-    except ops.AccountError as exc:
+        rows = list_keys(migrated_engine(config), account)
+    except AccountError as exc:
         raise fail(str(exc)) from None
-    typer.echo(f"{'ID':>4}  {'PREFIX':<14} {'STATUS':<9} {'ACCOUNT':<16} {'EXPIRES':<20} NAME")
+    engine = migrated_engine(config)
+    settings = plugin_config("key_limits")
+    zone = getattr(settings, "timezone", "UTC")
+    typer.echo(
+        f"{'ID':>4}  {'PREFIX':<14} {'STATUS':<9} {'ACCOUNT':<16} {'EXPIRES':<20} "
+        f"{'SPENT / LIMIT':<30} NAME"
+    )
     for key, account_name in rows:
         expires = (
             time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.expires_at)) if key.expires_at else "-"
         )
+        spend = limit_summary(key_limit_info(engine, key, zone))
         typer.echo(
             f"{key.id:>4}  {key.prefix:<14} {key.status:<9} {account_name:<16} {expires:<20} "
-            f"{key.name}"
+            f"{spend:<30} {key.name}"
         )
 
 
 def _set_status(key_id: int, status: str) -> None:
     config = config_or_exit()
     try:
-        ops.set_key_status(migrated_engine(config), key_id, status)
-    except ops.AccountError as exc:
+        set_key_status(migrated_engine(config), key_id, status)
+    except AccountError as exc:
         raise fail(str(exc)) from None
+    action = {"disabled": "disable", "enabled": "enable", "revoked": "revoke"}[status]
+    audit.record(
+        migrated_engine(config), "cli", f"key.{action}", f"key:{key_id}", after={"status": status}
+    )
     typer.echo(f"key {key_id} {status}")
 
 
@@ -429,14 +531,15 @@ def keys_rotate(key_id: int) -> None:
     from tokone.core.domain.keys import KeyHasher
 
     try:
-        _row, key = ops.rotate_key(
+        _row, key = rotate_key(
             migrated_engine(config),
             KeyHasher(config.server.secret),
             config.server.key_prefix,
             key_id,
         )
-    except ops.AccountError as exc:
+    except AccountError as exc:
         raise fail(str(exc)) from None
+    audit.record(migrated_engine(config), "cli", "key.rotate", f"key:{key_id}", after={})
     typer.echo(f"rotated key {key_id}; the old key no longer works. New key:", err=True)
     typer.echo(key)
 

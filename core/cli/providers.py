@@ -1,4 +1,8 @@
-"""`tokone providers status|disable|enable`: the provider channels and their manual switch."""
+"""`tokone providers status|disable|enable`: the provider channels and their manual switch.
+
+A switch is refused when the config loads no plugin that keeps channel health (the `health`
+plugin disabled): no process would obey it (see :mod:`tokone.core.health`).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,17 @@ import json
 import time
 from typing import Annotated, Any
 
-import httpx
 import typer
-from tokone.core.config import Config
-from tokone.core.health import Health, describe, known_provider, read_switches, write_switch
+from tokone.core.config import Config, ConfigError
+from tokone.core.domain import audit
+from tokone.core.health import (
+    SWITCHES_NOT_OBEYED,
+    describe,
+    known_provider,
+    offline_status,
+    read_switches,
+    write_switch,
+)
 
 providers_app = typer.Typer(
     help="Provider channels: status, and the manual switch every gateway process obeys.",
@@ -39,21 +50,14 @@ def format_state(row: dict[str, Any]) -> str:
 
 def offline_rows(config: Config) -> list[dict[str, Any]]:
     """Channel rows from the config and the database's manual switches (no live health)."""
-    cli = _base()
-    channels = Health(config.routing, config.providers)
-    channels.switches = read_switches(cli.migrated_engine(config))
-    rows = []
-    for provider in config.providers:
-        row = describe(provider, channels)
-        if row["state"] == "healthy":
-            row["state"] = "enabled"
-        row["consecutive_failures"] = row["recent_failures"] = None
-        rows.append(row)
-    return rows
+    switches = read_switches(_base().migrated_engine(config))
+    return [describe(p, offline_status(p, switches.get(p.name))) for p in config.providers]
 
 
 def live_rows(url: str, admin_key: str) -> list[dict[str, Any]]:
     """Channel rows from a running gateway's `GET /admin/providers` (that process's health)."""
+    import httpx  # only here: importing it costs every other command ~50 ms
+
     response = httpx.get(
         url.rstrip("/") + "/admin/providers",
         headers={"authorization": f"Bearer {admin_key}"},
@@ -84,6 +88,8 @@ def providers_status(
     cli = _base()
     config = cli.config_or_exit()
     if live:
+        import httpx
+
         key = admin_key or next((k for k in config.server.admin_keys if k), "")
         try:
             rows = live_rows(live, key)
@@ -119,7 +125,16 @@ def _switch(name: str, disabled: bool, reason: str) -> None:
     if known_provider(config, name) is None:
         names = ", ".join(p.name for p in config.providers) or "none"
         raise cli.fail(f"no provider named {name!r} in {config.path} (providers: {names})")
+    try:
+        _config, pm, _loaded = cli.loaded_plugins()
+    except ConfigError as exc:
+        raise cli.fail(str(exc)) from None
+    if not pm.hook.channel_health.get_hookimpls():
+        raise cli.fail(SWITCHES_NOT_OBEYED)
     write_switch(cli.migrated_engine(config), name, disabled, reason)
+    action = "channel.disable" if disabled else "channel.enable"
+    after = {"disabled": disabled, **({"reason": reason} if disabled else {})}
+    audit.record(cli.migrated_engine(config), "cli", action, f"channel:{name}", after=after)
     what = f"disabled ({reason})" if disabled and reason else "disabled" if disabled else "enabled"
     typer.echo(f"provider {name} {what}; running gateways apply it within a second")
 

@@ -18,8 +18,9 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, Engine, text
 from sqlmodel import Session, col, select
-from tokone.core.domain.accounts import AccountError, format_amount
+from tokone.core.domain.errors import AccountError
 from tokone.core.domain.keys import KeyHasher
+from tokone.core.domain.money import format_amount
 from tokone.core.store.tables import Account, LedgerEntry, RedemptionCode
 
 CODE_PREFIX = "tkc-"
@@ -31,7 +32,12 @@ MAX_CODES_PER_BATCH = 10_000
 
 _MARK_REDEEMED = text(
     "UPDATE redemption_codes SET redeemed_at = :now, redeemed_by = :account_id "
-    "WHERE code_hash = :code_hash AND redeemed_at IS NULL"
+    "WHERE code_hash = :code_hash AND redeemed_at IS NULL "
+    "AND (expires_at IS NULL OR expires_at > :now)"
+)
+_DISABLE = text(
+    "UPDATE redemption_codes SET redeemed_at = :now, disabled_at = :now "
+    "WHERE id = :id AND redeemed_at IS NULL"
 )
 
 
@@ -53,9 +59,21 @@ def normalise_code(code: str) -> str:
 
 
 def create_codes(
-    engine: Engine, hasher: KeyHasher, amount: int, count: int, actor: str
+    engine: Engine,
+    hasher: KeyHasher,
+    amount: int,
+    count: int,
+    actor: str,
+    *,
+    batch: str = "",
+    expires_at: float | None = None,
 ) -> list[str]:
-    """Create `count` codes worth `amount` micro-units each; return them (the only time)."""
+    """Create `count` codes worth `amount` micro-units each, optionally named as a `batch`
+    and redeemable only until `expires_at`; return them (the only time they are shown)."""
+    if len(batch) > 100:
+        raise AccountError("a batch name must be at most 100 characters")
+    if expires_at is not None and expires_at <= time.time():
+        raise AccountError("a code's expiry must be in the future")
     if amount <= 0:
         raise AccountError("a code must be worth a positive amount")
     if not 1 <= count <= MAX_CODES_PER_BATCH:
@@ -69,6 +87,8 @@ def create_codes(
                     prefix=code[: len(CODE_PREFIX) + CODE_GROUP_CHARS] + "…",
                     amount=amount,
                     created_by=actor,
+                    batch=batch,
+                    expires_at=expires_at,
                 )
             )
         session.commit()
@@ -87,6 +107,20 @@ class CodeInfo:
     redeemed_at: float | None
     redeemed_by: str | None
     """Name of the account that redeemed it."""
+    batch: str = ""
+    expires_at: float | None = None
+    disabled_at: float | None = None
+
+    @property
+    def state(self) -> str:
+        """`unused`, `redeemed`, `disabled` or `expired`."""
+        if self.disabled_at is not None:
+            return "disabled"
+        if self.redeemed_at is not None:
+            return "redeemed"
+        if self.expires_at is not None and self.expires_at <= time.time():
+            return "expired"
+        return "unused"
 
 
 def list_codes(engine: Engine, *, unused_only: bool = False) -> list[CodeInfo]:
@@ -107,6 +141,9 @@ def list_codes(engine: Engine, *, unused_only: bool = False) -> list[CodeInfo]:
             created_at=code.created_at,
             redeemed_at=code.redeemed_at,
             redeemed_by=name,
+            batch=code.batch,
+            expires_at=code.expires_at,
+            disabled_at=code.disabled_at,
         )
         for code, name in rows
     ]
@@ -129,10 +166,14 @@ def redeem(engine: Engine, hasher: KeyHasher, code: str, account_id: int) -> tup
         if marked.rowcount != 1:
             session.rollback()
             found = session.exec(
-                select(RedemptionCode.id).where(RedemptionCode.code_hash == code_hash)
+                select(RedemptionCode).where(RedemptionCode.code_hash == code_hash)
             ).first()
             if found is None:
                 raise AccountError("unknown redemption code", 404)
+            if found.disabled_at is not None:
+                raise AccountError("this code has been disabled", 409)
+            if found.redeemed_at is None:
+                raise AccountError("this code has expired", 409)
             raise AccountError("this code has already been redeemed", 409)
         row = session.exec(
             select(RedemptionCode).where(RedemptionCode.code_hash == code_hash)
@@ -154,3 +195,17 @@ def redeem(engine: Engine, hasher: KeyHasher, code: str, account_id: int) -> tup
         session.commit()
         balance = session.exec(select(Account.balance).where(Account.id == account_id)).one()
         return row.amount, balance
+
+
+def disable_code(engine: Engine, code_id: int) -> None:
+    """Make an unused code unredeemable (AccountError 404 unknown, 409 already used)."""
+    with Session(engine) as session:
+        marked = cast(
+            "CursorResult[Any]", session.execute(_DISABLE, {"now": time.time(), "id": code_id})
+        )
+        if marked.rowcount != 1:
+            session.rollback()
+            if session.get(RedemptionCode, code_id) is None:
+                raise AccountError(f"no code with id {code_id}", 404)
+            raise AccountError(f"code {code_id} is already redeemed or disabled", 409)
+        session.commit()

@@ -1,10 +1,14 @@
-"""User keys: generation, hashing (HMAC-SHA256) and the short prefix shown in listings."""
+"""User keys: generation, hashing (HMAC-SHA256), the short prefix shown in listings, and
+a key row as plain data (never the key or its hash)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+from typing import Any
+
+from tokone.core.store.tables import ApiKey
 
 KEY_RANDOM_CHARS = 48
 VISIBLE_CHARS = 6
@@ -30,3 +34,15 @@ def generate_key(prefix: str) -> str:
 def visible_prefix(key: str, prefix: str) -> str:
     """What listings show of a key: its prefix and a few characters, e.g. `sk-Ab3xY9…`."""
     return key[: len(prefix) + VISIBLE_CHARS] + "…"
+
+
+def key_info(key: ApiKey) -> dict[str, Any]:
+    """A key row as plain data (never the key or its hash)."""
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "status": key.status,
+        "models": [m for m in key.models.split(",") if m],
+        "expires_at": key.expires_at,
+    }

@@ -1,27 +1,45 @@
-"""The Litestar application factory."""
+"""The application factory: the inference ingress in front of the Litestar app.
+
+Architecture: :class:`~tokone.core.http.inference.InferenceIngress` serves every inference
+POST of every family (bare ASGI, see its module); Litestar serves the rest. A route that
+needs the caller takes a `principal: Caller` parameter (see
+:data:`tokone.core.http.ingress.Caller`), filled by the app's `principal` dependency from
+the key. A `GatewayError` raised by a route or by that dependency is answered by one
+app-level handler in the route's family shape (the route's `opt["family"]`, else
+:func:`~tokone.core.http.ingress.family_for_path`), so routes raise instead of catching.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from litestar import Litestar, Request, Response, get
+from litestar.di import Provide
 from litestar.exceptions import HTTPException
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
 from sqlalchemy import text
+from tokone.core import pipeline
 from tokone.core.config import Config
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.http.admin_auth import StrictStructSchemaPlugin
-from tokone.core.http.fastpath import FastPath
-from tokone.core.http.ingress import error_response, family_for_path, new_request_id
-from tokone.core.http.routes_anthropic import anthropic_fast_routes
-from tokone.core.http.routes_gemini import gemini_handlers
-from tokone.core.http.routes_openai import openai_fast_routes, openai_handlers
+from tokone.core.http.inference import InferenceIngress
+from tokone.core.http.ingress import (
+    FAMILY_OPT,
+    client_key,
+    error_response,
+    family_for_path,
+    new_request_id,
+)
+from tokone.core.http.routes_anthropic import anthropic_inference_routes
+from tokone.core.http.routes_gemini import gemini_handlers, gemini_inference_prefixes
+from tokone.core.http.routes_openai import openai_handlers, openai_inference_routes
 from tokone.core.http.routes_responses_ws import responses_ws_handlers
 from tokone.core.logs import configure_logging
+from tokone.core.types import Family, Principal
 
 _HTTP_KINDS = {
     400: "invalid_request",
@@ -50,6 +68,20 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return error_response(family, GatewayError(kind, str(message), status=status), request_id)
 
 
+def route_family(request: Request[Any, Any, Any]) -> Family:
+    """The family a Litestar route answers errors in (see `FAMILY_OPT`)."""
+    handler = request.scope.get("route_handler")
+    family = handler.opt.get(FAMILY_OPT) if handler is not None else None
+    if callable(family):
+        return cast(Family, family(request.headers))
+    return family or family_for_path(request.url.path, request.headers)
+
+
+def gateway_error_handler(request: Request[Any, Any, Any], exc: GatewayError) -> Response[bytes]:
+    """A `GatewayError` raised in a Litestar route, answered in the route's family shape."""
+    return error_response(route_family(request), exc, new_request_id())
+
+
 def ping_database(gateway: Gateway) -> None:
     """One `SELECT 1` round trip (raises if the database is unreachable)."""
     with gateway.engine.connect() as conn:
@@ -58,7 +90,7 @@ def ping_database(gateway: Gateway) -> None:
 
 def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
     """Build the ASGI app for `config` (or an already-built `gateway`): the inference POSTs
-    on the fast path, everything else on Litestar."""
+    on the inference ingress, everything else on Litestar."""
     configure_logging(config.server.log_level)
     gateway = gateway or Gateway(config)
 
@@ -74,6 +106,10 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
             return Response({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
         return Response({"status": "ok", "database": "ok"})
 
+    async def principal(request: Request[Any, Any, Any]) -> Principal:
+        """The caller, from its key (a `GatewayError` for a missing or refused one)."""
+        return await pipeline.authenticate(gateway, client_key(request))
+
     extra: list[Any] = [h for found in gateway.hook.routes(gateway=gateway) for h in found or ()]
     app = Litestar(
         route_handlers=[
@@ -86,7 +122,9 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
         ],
         on_startup=[gateway.start],
         on_shutdown=[gateway.stop],
+        dependencies={"principal": Provide(principal)},
         exception_handlers={
+            GatewayError: gateway_error_handler,
             HTTPException: http_exception_handler,
             Exception: http_exception_handler,
         },
@@ -97,5 +135,6 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
         debug=False,
         plugins=[StrictStructSchemaPlugin()],
     )
-    routes = {**openai_fast_routes(gateway), **anthropic_fast_routes(gateway)}
-    return FastPath(app, routes, config.server.max_body_bytes)
+    routes = {**openai_inference_routes(gateway), **anthropic_inference_routes(gateway)}
+    prefixes = gemini_inference_prefixes(gateway)
+    return InferenceIngress(app, routes, config.server.max_body_bytes, prefixes)

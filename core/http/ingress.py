@@ -1,4 +1,10 @@
-"""What every endpoint family shares at the door: keys, body parsing, error responses."""
+"""What every endpoint family shares at the door: keys, body parsing, error answers.
+
+Used by the inference ingress (:mod:`tokone.core.http.inference`, which answers with a
+:class:`~tokone.core.types.Reply`: :func:`error_reply`) and by the Litestar routes (model
+listings, dashboard, admin API: :func:`error_response`, and the app-level `GatewayError`
+handler, which picks the family with :func:`family_for_path`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,12 @@ from urllib.parse import parse_qsl
 import msgspec
 from litestar import Response
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from tokone.core.errors import GatewayError, error_bytes
-from tokone.core.types import Family
+from tokone.core.types import ClientAddress, Family, Principal, Reply
 
 if TYPE_CHECKING:
-    from tokone.core.http.fastpath import Incoming
+    from tokone.core.http.inference import Incoming
 
 QUERY_KEY_PARAMS = frozenset({"key", "api_key", "api-key", "apikey", "x-api-key", "x-goog-api-key"})
 """Query parameter names (compared case-insensitively, after percent-decoding) that carry a
@@ -27,6 +34,13 @@ MAX_CHOICES = 128
 Choices = Annotated[int, msgspec.Meta(ge=1, le=MAX_CHOICES)]
 """A choice-count field (`n`, `best_of`, `candidateCount`): an integer from 1 to
 `MAX_CHOICES`."""
+Caller = NamedDependency[Principal]
+"""The type of a Litestar route's `principal` parameter: the caller, authenticated from its
+key by the app's `principal` dependency (a refused key never reaches the route)."""
+FAMILY_OPT = "family"
+"""The key of a Litestar route's `opt` naming the family its errors are answered in: a
+:class:`Family`, or a function of the request headers returning one (see the app's
+`GatewayError` handler); a route without it gets :func:`family_for_path`'s guess."""
 T = TypeVar("T")
 
 
@@ -54,6 +68,17 @@ def client_key(request: ASGIConnection[Any, Any, Any, Any] | Incoming) -> str | 
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
     return headers.get("x-api-key") or headers.get("x-goog-api-key") or None
+
+
+def client_address(request: ASGIConnection[Any, Any, Any, Any] | Incoming) -> ClientAddress:
+    """The TCP peer and the proxy headers of a request, unjudged (see :class:`ClientAddress`)."""
+    peer = request.scope.get("client")
+    headers = request.headers
+    return ClientAddress(
+        peer=peer[0] if peer else None,
+        forwarded_for=",".join(headers.getall("x-forwarded-for", [])),
+        forwarded=",".join(headers.getall("forwarded", [])),
+    )
 
 
 def key_in_query(query: bytes) -> bool:
@@ -104,23 +129,39 @@ def decode_body(raw: bytes, schema: type[T]) -> T:
         ) from None
 
 
-def error_response(
-    family: Family, error: GatewayError, request_id: str | None = None
-) -> Response[bytes]:
-    """`error` as a response in `family`'s shape, with its status and headers."""
+def error_reply(family: Family, error: GatewayError, request_id: str | None = None) -> Reply:
+    """`error` as a reply in `family`'s shape, with its status and headers."""
     headers = dict(error.headers)
     if request_id:
         headers["x-request-id"] = request_id
+    return Reply(error.status, error_bytes(family, error), headers)
+
+
+def error_response(
+    family: Family, error: GatewayError, request_id: str | None = None
+) -> Response[bytes]:
+    """`error` as a Litestar response in `family`'s shape (for the Litestar routes)."""
+    reply = error_reply(family, error, request_id)
     return Response(
-        error_bytes(family, error),
-        status_code=error.status,
-        headers=headers,
-        media_type="application/json",
+        reply.body, status_code=reply.status, headers=reply.headers, media_type=reply.media_type
     )
 
 
+def wants_gemini(headers: Any) -> bool:
+    """Whether a `GET /v1/models…` comes from a Gemini client (its key header, no Bearer)."""
+    return "x-goog-api-key" in headers and "authorization" not in headers
+
+
+def listing_family(headers: Any) -> Family:
+    """The family `GET /v1/models[/{model}]` answers in (it is shared by all three)."""
+    if "anthropic-version" in headers:
+        return Family.ANTHROPIC
+    return Family.GEMINI if wants_gemini(headers) else Family.OPENAI
+
+
 def family_for_path(path: str, headers: Any) -> Family:
-    """Guess the family of a request the router could not match (for 404/405/413 bodies)."""
+    """Guess the family of a request no route declares one for (an unknown path, a wrong
+    method, a body too large: their 404/405/413 bodies)."""
     if path.startswith("/v1beta") or ":" in path.rsplit("/", 1)[-1]:
         return Family.GEMINI
     if path.startswith("/v1/messages") or "anthropic-version" in headers:

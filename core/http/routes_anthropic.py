@@ -4,7 +4,8 @@ The official SDK (``anthropic.Anthropic(base_url=GATEWAY_URL)``) posts to ``/v1/
 with ``x-api-key`` and ``anthropic-version`` (beta calls may add ``?beta=true`` and an
 ``anthropic-beta`` header, all forwarded upstream). ``GET /v1/models`` is shared with the
 OpenAI family; a request carrying ``anthropic-version`` gets the Anthropic page from here.
-Every failure is answered as ``{"type": "error", "error": {"type", "message"}}``.
+Every failure is answered as ``{"type": "error", "error": {"type", "message"}}``. The POSTs are
+served by the inference ingress (:mod:`tokone.core.http.inference`) through :func:`serve`.
 """
 
 from __future__ import annotations
@@ -15,21 +16,14 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response
-from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
-from tokone.core.http.fastpath import Handler, Incoming, bind_routes
-from tokone.core.http.ingress import (
-    OutputCap,
-    client_key,
-    decode_body,
-    error_response,
-    new_request_id,
-)
+from tokone.core.http.inference import Incoming, Route, bind_routes
+from tokone.core.http.ingress import OutputCap, client_address, client_key, decode_body
 from tokone.core.http.routes_openai import visible_models
 from tokone.core.model_names import check_model
-from tokone.core.types import Call, Family
+from tokone.core.types import Call, Family, Principal, Reply
 
 FAMILY = Family.ANTHROPIC
 VERSION_HEADER = "anthropic-version"
@@ -49,33 +43,30 @@ class AnthropicParams(msgspec.Struct):
     """Only checked to be an array (its items are passed on unparsed)."""
 
 
-async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[Any] | Stream:
+async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Reply:
     """Authenticate, parse and run one Anthropic-family call."""
-    request_id = new_request_id()
-    try:
-        principal = await pipeline.authenticate(gateway, client_key(request))
-        raw = await request.body()
-        params = decode_body(raw, AnthropicParams)
-        if not params.model:
-            raise GatewayError("invalid_request", "model: Field required", param="model")
-        call = Call(
-            request_id=request_id,
-            family=FAMILY,
-            endpoint=endpoint,
-            model=check_model(params.model, slashes=True),
-            raw=raw,
-            stream=bool(params.stream) and endpoint == "messages",
-            principal=principal,
-            service_tier=REQUEST_TIERS.get(params.service_tier or ""),
-            max_output_tokens=params.max_tokens,
-        )
-        headers = request.headers
-        call.api_version = headers.get(VERSION_HEADER) or None
-        call.beta = ",".join(headers.getall("anthropic-beta", [])) or None
-        call.beta_query = request.query_params.get("beta") == "true"
-        return await pipeline.run(gateway, call)
-    except GatewayError as error:
-        return error_response(FAMILY, error, request_id)
+    principal = await pipeline.authenticate(gateway, client_key(request))
+    raw = request.body
+    params = decode_body(raw, AnthropicParams)
+    if not params.model:
+        raise GatewayError("invalid_request", "model: Field required", param="model")
+    call = Call(
+        request_id=request.request_id,
+        family=FAMILY,
+        endpoint=endpoint,
+        model=check_model(params.model, slashes=True),
+        raw=raw,
+        stream=bool(params.stream) and endpoint == "messages",
+        principal=principal,
+        client=client_address(request),
+        service_tier=REQUEST_TIERS.get(params.service_tier or ""),
+        max_output_tokens=params.max_tokens,
+    )
+    headers = request.headers
+    call.api_version = headers.get(VERSION_HEADER) or None
+    call.beta = ",".join(headers.getall("anthropic-beta", [])) or None
+    call.beta_query = request.query_params.get("beta") == "true"
+    return await pipeline.run(gateway, call)
 
 
 def model_object(name: str) -> dict[str, Any]:
@@ -107,30 +98,24 @@ def models_page(names: list[str], query: Any) -> dict[str, Any]:
     }
 
 
-async def list_models(gateway: Gateway, request: Request[Any, Any, Any]) -> Response[Any]:
+def list_models(
+    gateway: Gateway, request: Request[Any, Any, Any], principal: Principal
+) -> Response[Any]:
     """`GET /v1/models` for the Anthropic SDK: the models the key may use, paginated."""
-    try:
-        principal = await pipeline.authenticate(gateway, client_key(request))
-        return Response(models_page(visible_models(gateway, principal), request.query_params))
-    except GatewayError as error:
-        return error_response(FAMILY, error)
+    return Response(models_page(visible_models(gateway, principal), request.query_params))
 
 
-async def get_model(gateway: Gateway, request: Request[Any, Any, Any], model: str) -> Response[Any]:
+def get_model(gateway: Gateway, principal: Principal, model: str) -> Response[Any]:
     """`GET /v1/models/{model_id}` for the Anthropic SDK."""
-    try:
-        principal = await pipeline.authenticate(gateway, client_key(request))
-        if model not in visible_models(gateway, principal):
-            raise GatewayError("model_not_found", f"model: {model}")
-    except GatewayError as error:
-        return error_response(FAMILY, error)
+    if model not in visible_models(gateway, principal):
+        raise GatewayError("model_not_found", f"model: {model}")
     return Response(model_object(model))
 
 
 INFERENCE_PATHS = {"/v1/messages": "messages", "/v1/messages/count_tokens": "messages.count_tokens"}
 
 
-def anthropic_fast_routes(gateway: Gateway) -> dict[str, tuple[Family, Handler]]:
-    """The Anthropic POSTs (path -> family, handler), served by the fast path; the model
-    list lives in routes_openai."""
+def anthropic_inference_routes(gateway: Gateway) -> dict[str, Route]:
+    """The Anthropic POSTs (path -> family, handler), served by the inference ingress; the
+    model list lives in routes_openai."""
     return bind_routes(FAMILY, INFERENCE_PATHS, partial(serve, gateway))

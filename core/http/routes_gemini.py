@@ -3,12 +3,13 @@
 google-genai sends ``POST /{version}/models/{model}:{action}`` (``v1`` by default in the
 installed 3.x, ``v1beta`` with ``api_version="v1beta"``) with the key in ``x-goog-api-key``;
 ``embed_content`` always goes to ``:batchEmbedContents`` and streams ask for ``?alt=sse``.
-Litestar cannot split a path segment on ``:``, so one ``{model:path}`` parameter takes
-``gemini-2.5-flash:generateContent`` and the handler splits it. The POST on
-``/v1/models/{model:path}`` shares its path with OpenAI's ``GET /v1/models/{model}``; only the
-methods differ. ``GET /v1/models[/{model}]`` itself is OpenAI's route, which answers in
-Gemini's shape through :func:`list_models_response` / :func:`get_model_response` when the
-request carries ``x-goog-api-key`` (see :func:`wants_gemini`).
+The POSTs are served by the inference ingress (:mod:`tokone.core.http.inference`): every POST
+under ``/v1beta/models/`` and ``/v1/models/`` comes to :func:`serve`, which splits
+``gemini-2.5-flash:generateContent`` into model and action (404 in Gemini's shape for
+anything else). ``POST /v1/models/…`` shares its path with OpenAI's ``GET /v1/models/{model}``;
+only the methods differ. ``GET /v1/models[/{model}]`` itself is OpenAI's route, which answers
+in Gemini's shape through :func:`list_models_response` / :func:`get_model_response` when the
+request carries ``x-goog-api-key`` (see :func:`tokone.core.http.ingress.wants_gemini`).
 """
 
 from __future__ import annotations
@@ -16,22 +17,23 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get, post
+from litestar import Response, get
 from litestar.handlers import BaseRouteHandler
-from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
+from tokone.core.http.inference import Incoming, Route
 from tokone.core.http.ingress import (
+    FAMILY_OPT,
+    Caller,
     Choices,
     OutputCap,
+    client_address,
     client_key,
     decode_body,
-    error_response,
-    new_request_id,
 )
 from tokone.core.model_names import check_model, model_allowed
-from tokone.core.types import GEMINI_ACTIONS, Call, Family, Principal
+from tokone.core.types import GEMINI_ACTIONS, Call, Family, Principal, Reply
 
 FAMILY = Family.GEMINI
 VERSIONS = ("v1beta", "v1")
@@ -81,39 +83,36 @@ def split_target(version: str, target: str) -> tuple[str, str]:
     return check_model(model), action
 
 
-async def serve(
-    gateway: Gateway, request: Request[Any, Any, Any], version: str, target: str
-) -> Response[Any] | Stream:
-    """Authenticate, parse and run one Gemini-family call."""
-    request_id = new_request_id()
-    try:
-        key = client_key(request)
-        principal = await pipeline.authenticate(gateway, key)
-        model, action = split_target(version, target)
-        raw = await request.body()
-        params = decode_body(raw, GeminiParams)
-        call = Call(
-            request_id=request_id,
-            family=FAMILY,
-            endpoint=action,
-            model=model,
-            raw=raw,
-            stream=action == STREAM,
-            principal=principal,
-            max_output_tokens=params.max_output_tokens(),
-            choices=params.choices(),
-        )
-        call.api_version = version
-        call.json_array = call.stream and request.query_params.get("alt") != "sse"
-        return await pipeline.run(gateway, call)
-    except GatewayError as error:
-        return error_response(FAMILY, error, request_id)
+async def serve(gateway: Gateway, request: Incoming, version: str) -> Reply:
+    """Authenticate, parse and run one Gemini-family call (`POST /{version}/models/…`)."""
+    principal = await pipeline.authenticate(gateway, client_key(request))
+    model, action = split_target(version, request.path.removeprefix(f"/{version}/models/"))
+    raw = request.body
+    params = decode_body(raw, GeminiParams)
+    call = Call(
+        request_id=request.request_id,
+        family=FAMILY,
+        endpoint=action,
+        model=model,
+        raw=raw,
+        stream=action == STREAM,
+        principal=principal,
+        client=client_address(request),
+        max_output_tokens=params.max_output_tokens(),
+        choices=params.choices(),
+    )
+    call.api_version = version
+    call.json_array = call.stream and request.query_params.get("alt") != "sse"
+    return await pipeline.run(gateway, call)
 
 
-def wants_gemini(request: Request[Any, Any, Any]) -> bool:
-    """Whether a `GET /v1/models…` comes from a Gemini client (its key header, no Bearer)."""
-    headers = request.headers
-    return "x-goog-api-key" in headers and "authorization" not in headers
+def gemini_inference_prefixes(gateway: Gateway) -> dict[str, Route]:
+    """The Gemini POSTs (path prefix -> family, handler), served by the inference ingress."""
+
+    def route(version: str) -> Route:
+        return FAMILY, lambda request: serve(gateway, request, version)
+
+    return {f"/{version}/models/": route(version) for version in VERSIONS}
 
 
 def gemini_models(gateway: Gateway, principal: Principal) -> list[str]:
@@ -137,49 +136,33 @@ def model_object(name: str) -> dict[str, Any]:
     }
 
 
-async def list_models_response(gateway: Gateway, request: Request[Any, Any, Any]) -> Response[Any]:
+def list_models_response(gateway: Gateway, principal: Principal) -> Response[Any]:
     """`GET /{version}/models` in Gemini's shape (all on one page)."""
-    try:
-        principal = await pipeline.authenticate(gateway, client_key(request))
-    except GatewayError as error:
-        return error_response(FAMILY, error)
     return Response({"models": [model_object(m) for m in gemini_models(gateway, principal)]})
 
 
-async def get_model_response(
-    gateway: Gateway, request: Request[Any, Any, Any], model: str
-) -> Response[Any]:
+def get_model_response(gateway: Gateway, principal: Principal, model: str) -> Response[Any]:
     """`GET /{version}/models/{model}` in Gemini's shape; 404 for a model the key cannot use."""
     model = model.lstrip("/")
-    try:
-        principal = await pipeline.authenticate(gateway, client_key(request))
-        if model not in gemini_models(gateway, principal):
-            raise GatewayError(
-                "model_not_found",
-                f"models/{model} is not found or you do not have access to it. "
-                "GET /v1beta/models lists the models your key can use.",
-            )
-    except GatewayError as error:
-        return error_response(FAMILY, error)
+    if model not in gemini_models(gateway, principal):
+        raise GatewayError(
+            "model_not_found",
+            f"models/{model} is not found or you do not have access to it. "
+            "GET /v1beta/models lists the models your key can use.",
+        )
     return Response(model_object(model))
 
 
 def gemini_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
-    """The Gemini routes, bound to `gateway`."""
+    """The Gemini model listings under `/v1beta` (Litestar routes), bound to `gateway`."""
+    opt = {FAMILY_OPT: FAMILY}
 
-    def action_route(version: str) -> BaseRouteHandler:
-        @post(f"/{version}/models/{{model:path}}", name=f"gemini.{version}.action", status_code=200)
-        async def handler(request: Request[Any, Any, Any], model: str) -> Response[Any] | Stream:
-            return await serve(gateway, request, version, model)
+    @get("/v1beta/models", name="gemini.models", opt=opt)
+    async def list_models(principal: Caller) -> Response[Any]:
+        return list_models_response(gateway, principal)
 
-        return handler
+    @get("/v1beta/models/{model:path}", name="gemini.model", opt=opt)
+    async def get_model(principal: Caller, model: str) -> Response[Any]:
+        return get_model_response(gateway, principal, model)
 
-    @get("/v1beta/models", name="gemini.models")
-    async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
-        return await list_models_response(gateway, request)
-
-    @get("/v1beta/models/{model:path}", name="gemini.model")
-    async def get_model(request: Request[Any, Any, Any], model: str) -> Response[Any]:
-        return await get_model_response(gateway, request, model)
-
-    return [*(action_route(v) for v in VERSIONS), list_models, get_model]
+    return [list_models, get_model]

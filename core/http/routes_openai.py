@@ -1,4 +1,9 @@
-"""OpenAI-family endpoints: chat, completions, embeddings, responses, models."""
+"""OpenAI-family endpoints: chat, completions, embeddings, responses, models.
+
+The inference POSTs are served by the inference ingress (:mod:`tokone.core.http.inference`)
+through :func:`serve`; the model listings are Litestar routes that get the caller from the
+app's `principal` dependency and answer a Gemini or Anthropic client in its own shape.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,23 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import BaseRouteHandler
-from litestar.response import Stream
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.http import routes_gemini
-from tokone.core.http.fastpath import Handler, Incoming, bind_routes
+from tokone.core.http.inference import Incoming, Route, bind_routes
 from tokone.core.http.ingress import (
+    FAMILY_OPT,
+    Caller,
     Choices,
     OutputCap,
+    client_address,
     client_key,
     decode_body,
-    error_response,
-    new_request_id,
+    listing_family,
 )
 from tokone.core.model_names import check_model, model_allowed
-from tokone.core.types import Call, Family, Principal
+from tokone.core.types import Call, Family, Principal, Reply
 
 FAMILY = Family.OPENAI
 
@@ -44,33 +50,29 @@ class OpenAIParams(msgspec.Struct):
     """Only checked to be an array (its items are passed on unparsed)."""
 
 
-async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Response[Any] | Stream:
+async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Reply:
     """Authenticate, parse and run one OpenAI-family inference call."""
-    request_id = new_request_id()
-    try:
-        key = client_key(request)
-        principal = await pipeline.authenticate(gateway, key)
-        raw = await request.body()
-        params = decode_body(raw, OpenAIParams)
-        if not params.model:
-            raise GatewayError("invalid_request", "The 'model' field is required.", param="model")
-        call = Call(
-            request_id=request_id,
-            family=FAMILY,
-            endpoint=endpoint,
-            model=check_model(params.model, slashes=True),
-            raw=raw,
-            stream=bool(params.stream) and endpoint in STREAMABLE,
-            principal=principal,
-            service_tier=params.service_tier,
-            max_output_tokens=params.max_completion_tokens
-            or params.max_tokens
-            or params.max_output_tokens,
-            choices=max(params.n or 1, params.best_of or 1),
-        )
-        return await pipeline.run(gateway, call)
-    except GatewayError as error:
-        return error_response(FAMILY, error, request_id)
+    principal = await pipeline.authenticate(gateway, client_key(request))
+    raw = request.body
+    params = decode_body(raw, OpenAIParams)
+    if not params.model:
+        raise GatewayError("invalid_request", "The 'model' field is required.", param="model")
+    call = Call(
+        request_id=request.request_id,
+        family=FAMILY,
+        endpoint=endpoint,
+        model=check_model(params.model, slashes=True),
+        raw=raw,
+        stream=bool(params.stream) and endpoint in STREAMABLE,
+        principal=principal,
+        client=client_address(request),
+        service_tier=params.service_tier,
+        max_output_tokens=params.max_completion_tokens
+        or params.max_tokens
+        or params.max_output_tokens,
+        choices=max(params.n or 1, params.best_of or 1),
+    )
+    return await pipeline.run(gateway, call)
 
 
 STREAMABLE = frozenset({"chat.completions", "completions", "responses"})
@@ -93,42 +95,37 @@ def model_object(name: str) -> dict[str, Any]:
 
 def openai_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
     """The OpenAI model listings (Litestar routes), bound to `gateway`."""
+    from tokone.core.http import routes_anthropic  # here: it imports this module
 
-    @get("/v1/models", name="openai.models")
-    async def list_models(request: Request[Any, Any, Any]) -> Response[Any]:
-        if "anthropic-version" in request.headers:
-            from tokone.core.http import routes_anthropic  # here: it imports this module
+    opt = {FAMILY_OPT: listing_family}
 
-            return await routes_anthropic.list_models(gateway, request)
-        if routes_gemini.wants_gemini(request):
-            return await routes_gemini.list_models_response(gateway, request)
-        try:
-            principal = await pipeline.authenticate(gateway, client_key(request))
-        except GatewayError as error:
-            return error_response(FAMILY, error)
+    @get("/v1/models", name="openai.models", opt=opt)
+    async def list_models(request: Request[Any, Any, Any], principal: Caller) -> Response[Any]:
+        family = listing_family(request.headers)
+        if family is Family.ANTHROPIC:
+            return routes_anthropic.list_models(gateway, request, principal)
+        if family is Family.GEMINI:
+            return routes_gemini.list_models_response(gateway, principal)
         data = [model_object(m) for m in visible_models(gateway, principal)]
         return Response({"object": "list", "data": data})
 
-    @get("/v1/models/{model:path}", name="openai.model")
-    async def get_model(request: Request[Any, Any, Any], model: str) -> Response[Any]:
+    @get("/v1/models/{model:path}", name="openai.model", opt=opt)
+    async def get_model(
+        request: Request[Any, Any, Any], principal: Caller, model: str
+    ) -> Response[Any]:
         model = model.lstrip("/")
-        if "anthropic-version" in request.headers:
-            from tokone.core.http import routes_anthropic  # here: it imports this module
-
-            return await routes_anthropic.get_model(gateway, request, model)
-        if routes_gemini.wants_gemini(request):
-            return await routes_gemini.get_model_response(gateway, request, model)
-        try:
-            principal = await pipeline.authenticate(gateway, client_key(request))
-            if model not in visible_models(gateway, principal):
-                raise GatewayError(
-                    "model_not_found",
-                    f"The model '{model}' does not exist or you do not have access to it. "
-                    "GET /v1/models lists the models your key can use.",
-                    param="model",
-                )
-        except GatewayError as error:
-            return error_response(FAMILY, error)
+        family = listing_family(request.headers)
+        if family is Family.ANTHROPIC:
+            return routes_anthropic.get_model(gateway, principal, model)
+        if family is Family.GEMINI:
+            return routes_gemini.get_model_response(gateway, principal, model)
+        if model not in visible_models(gateway, principal):
+            raise GatewayError(
+                "model_not_found",
+                f"The model '{model}' does not exist or you do not have access to it. "
+                "GET /v1/models lists the models your key can use.",
+                param="model",
+            )
         return Response(model_object(model))
 
     return [list_models, get_model]
@@ -143,6 +140,6 @@ INFERENCE_PATHS = {
 }
 
 
-def openai_fast_routes(gateway: Gateway) -> dict[str, tuple[Family, Handler]]:
-    """The OpenAI inference POSTs (path -> family, handler), served by the fast path."""
+def openai_inference_routes(gateway: Gateway) -> dict[str, Route]:
+    """The OpenAI inference POSTs (path -> family, handler), served by the inference ingress."""
     return bind_routes(FAMILY, INFERENCE_PATHS, partial(serve, gateway))

@@ -28,7 +28,16 @@ Here:
 * **Errors.** A bad frame, a refused turn (unknown model, balance, limits, upstream 4xx/5xx)
   and a stream cut mid-turn each answer with an ``error`` frame and the connection stays open
   for the next turn; only a key that is no longer valid closes it (code 1008, after the
-  frame).
+  frame), and a bug (logged, answered with an ``internal`` error frame) closes it with 1011.
+
+Architecture: this is the one inference transport that stays a Litestar route. Litestar's
+cost here is per connection (the handshake), not per turn, and a raw-ASGI WebSocket would
+re-implement the handshake, frame receiving and close handling that Litestar already does;
+the per-turn work is the inference ingress's own: the size limit and its answer
+(:func:`~tokone.core.http.inference.too_large`, the same `[server] max_body_bytes`), the
+internal-error answer (:func:`~tokone.core.http.inference.internal_error`), the family's
+error body, and a refused handshake written like any reply
+(:func:`~tokone.core.http.inference.reply_headers`, one `content-type`).
 """
 
 from __future__ import annotations
@@ -42,9 +51,16 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.handlers import BaseRouteHandler
 from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 from tokone.core import pipeline
-from tokone.core.errors import GatewayError, error_body, error_bytes
+from tokone.core.errors import GatewayError, error_body
 from tokone.core.gateway import Gateway
-from tokone.core.http.ingress import client_key, decode_body, new_request_id
+from tokone.core.http.inference import internal_error, reply_headers, too_large
+from tokone.core.http.ingress import (
+    client_address,
+    client_key,
+    decode_body,
+    error_reply,
+    new_request_id,
+)
 from tokone.core.http.routes_openai import OpenAIParams
 from tokone.core.model_names import check_model
 from tokone.core.types import Call, Candidate, Family, Principal
@@ -54,6 +70,7 @@ FAMILY = Family.OPENAI
 ENVELOPE = ("type", "stream_id")
 """WebSocket-only fields of a `response.create` event, not part of `POST /v1/responses`."""
 POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 DENIAL = "websocket.http.response"
 
 
@@ -72,7 +89,7 @@ def error_frame(error: GatewayError, stream_id: Any = None) -> dict[str, Any]:
 def parse_event(frame: str | bytes, limit: int) -> dict[str, Any]:
     """Decode one client frame; only `response.create` events are served."""
     if len(frame) > limit:
-        raise GatewayError("too_large", f"The event is larger than {limit} bytes.")
+        raise too_large(limit, "event")
     try:
         event = msgspec.json.decode(frame)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
@@ -132,12 +149,13 @@ async def refuse(socket: WebSocket[Any, Any, Any], error: GatewayError) -> None:
         reason = error.message.encode()[:120].decode(errors="ignore")
         await socket.close(code=POLICY_VIOLATION, reason=reason)
         return
-    headers = [(b"content-type", b"application/json")]
-    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    reply = error_reply(FAMILY, error)
+    headers = reply_headers(reply)
+    headers.append((b"content-length", str(len(reply.body)).encode()))
     # f-strings type as `str`, not the TypedDicts' Literal tags; more_body is optional in ASGI.
-    start = {"type": f"{DENIAL}.start", "status": error.status, "headers": headers}
+    start = {"type": f"{DENIAL}.start", "status": reply.status, "headers": headers}
     await socket.send(cast(WebSocketResponseStartEvent, start))
-    body = {"type": f"{DENIAL}.body", "body": error_bytes(FAMILY, error)}
+    body = {"type": f"{DENIAL}.body", "body": reply.body}
     await socket.send(cast(WebSocketResponseBodyEvent, body))
 
 
@@ -183,6 +201,7 @@ async def run_turn(
         event = parse_event(frame, gateway.config.server.max_body_bytes)
         stream_id = event.get("stream_id")
         call = turn_call(event, principal)
+        call.client = client_address(socket)
         candidate, reply = await pipeline.start(gateway, call)
     except GatewayError as error:
         await send_event(socket, error_frame(error, stream_id))
@@ -213,6 +232,11 @@ async def serve_socket(gateway: Gateway, socket: WebSocket[Any, Any, Any]) -> No
                 return
     except (WebSocketDisconnect, OSError):  # the client went away mid-turn
         gateway.log.info("responses_ws_client_gone")
+    except Exception:  # a bug, not bad input: say so, then close
+        failure = internal_error(socket.scope["path"], new_request_id())
+        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+            await send_event(socket, error_frame(failure))
+            await socket.close(code=INTERNAL_ERROR, reason="Internal error.")
 
 
 def responses_ws_handlers(gateway: Gateway) -> list[BaseRouteHandler]:

@@ -19,7 +19,8 @@ from collections.abc import Generator
 
 import msgspec
 import typer
-from tokone.core.domain.accounts import AccountError, format_amount, parse_amount
+from tokone.core.domain.errors import AccountError
+from tokone.core.domain.money import format_amount, parse_amount
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.types import Call, Charge, Usage

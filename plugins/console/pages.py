@@ -1,0 +1,1194 @@
+"""The console's pages: server-rendered Jinja templates, plain forms, CSRF on every POST.
+
+Every action on keys and money calls the domain operation the CLI and the admin API call
+(`create_key`, `rotate_key`, `set_key_status`, `redeem`, ...); this module only checks that
+the key belongs to the signed-in user's account, renders and redirects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hmac
+import io
+import smtplib
+import time
+from collections.abc import Iterator
+from functools import partial
+from importlib.resources import files
+from typing import Any
+from urllib.parse import quote
+
+import msgspec
+from jinja2 import Environment, FunctionLoader, select_autoescape
+from limits import RateLimitItemPerMinute
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from litestar import Request, Response, Router, get, post
+from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.csrf import CSRFMiddleware
+from litestar.response import Redirect, Stream
+from litestar.utils.scope.state import ScopeState
+from sqlmodel import Session, select
+from tokone.core.domain import codes, sessions, settings_store, users
+from tokone.core.domain.errors import AccountError
+from tokone.core.domain.groups import known_groups
+from tokone.core.domain.key_ops import create_key, list_keys, rotate_key, set_key_status
+from tokone.core.domain.ledger_entries import add_entry
+from tokone.core.domain.money import format_amount
+from tokone.core.domain.usage_report import UsageFilter, parse_time, usage_report
+from tokone.core.gateway import Gateway
+from tokone.core.model_names import model_name_problem
+from tokone.core.store.tables import Account, ApiKey, RedemptionCode, User
+from tokone.core.types import Principal
+from tokone.plugins.console import hookspecs as console_hookspecs
+from tokone.plugins.console import queries
+from tokone.plugins.console.charts import bar_chart
+from tokone.plugins.console.mail import send_mail
+from tokone.plugins.console.settings import ConsoleConfig
+from tokone.plugins.dashboard import pricing_for
+
+SESSION_COOKIE = "tokone_session"
+CSRF_COOKIE = "tokone_csrf"
+PAGE_SIZE = 50
+LIVE_SECONDS = 1.0
+"""How long the database's settings overrides are kept before being read again."""
+_STATIC = {"console.css": "text/css; charset=utf-8", "console.js": "text/javascript"}
+
+NAV = (
+    ("/", "Dashboard"),
+    ("/keys", "API keys"),
+    ("/usage", "Usage"),
+    ("/topup", "Top up"),
+    ("/prices", "Pricing"),
+    ("/models", "Models & endpoints"),
+    ("/settings", "Settings"),
+)
+
+
+def _template_source(name: str) -> str:
+    return files("tokone.plugins.console").joinpath("templates", name).read_text("utf-8")
+
+
+def money(micro: int | None) -> str:
+    """Micro-units as an amount: two decimals at least, six at most, no trailing zeros."""
+    text = format_amount(int(micro or 0))
+    whole, frac = text.split(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def when(moment: float | None) -> str:
+    """A Unix time as `YYYY-MM-DD HH:MM:SS` UTC ("never" for None)."""
+    if moment is None:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(moment))
+
+
+def make_environment() -> Environment:
+    """The Jinja environment: templates from the package, HTML always autoescaped."""
+    env = Environment(
+        loader=FunctionLoader(_template_source),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["money"] = money
+    env.filters["when"] = when
+    env.filters["day"] = lambda t: (
+        "never" if t is None else time.strftime("%Y-%m-%d", time.gmtime(t))
+    )
+    return env
+
+
+def safe_next(target: str | None) -> str:
+    """`target` if it is a path on this site, else `/` (no `//host`, scheme or backslash)."""
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 32 or c.isspace() for c in target)
+    ):
+        return "/"
+    return target
+
+
+def _principal(user: User, account: Account) -> Principal:
+    """The user's account as a key-less principal, for the pricing helper."""
+    assert account.id is not None
+    return Principal(
+        key_id=0,
+        account_id=account.id,
+        account_name=account.name,
+        group=account.group,
+        multiplier_override=account.multiplier_override,
+    )
+
+
+def _day_range(since: str, until: str) -> tuple[float | None, float | None]:
+    """Form dates (inclusive, UTC) as a [since, until) range; a plain date's `until` is the
+    end of that day."""
+    start = parse_time(since) if since else None
+    end = parse_time(until) if until else None
+    if end is not None and len(until.strip()) == 10:
+        end += queries.DAY
+    return start, end
+
+
+class Console:
+    """The console bound to one gateway: its settings, templates, throttle and handlers."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.engine = gateway.engine
+        self.settings: ConsoleConfig = gateway.plugin_config("console") or ConsoleConfig()
+        self.env = make_environment()
+        self._live, self._live_at = self.settings, -LIVE_SECONDS
+        caller = getattr(gateway.hook, "console_topup_methods", None)
+        if caller is None or not caller.has_spec():
+            gateway.pm.add_hookspecs(console_hookspecs)
+        storage = gateway.config.rate_limits.storage
+        self.limiter = MovingWindowRateLimiter(
+            storage_from_string("memory://" if storage.startswith("memory://") else storage)
+        )
+        self.per_email = RateLimitItemPerMinute(self.settings.login_attempts_per_minute)
+        self.per_ip = RateLimitItemPerMinute(self.settings.login_attempts_per_minute_per_ip)
+        self.csrf_secret = hmac.new(
+            gateway.config.server.secret.encode(), b"tokone-console-csrf", "sha256"
+        ).hexdigest()
+        self.link_secret = hmac.new(
+            gateway.config.server.secret.encode(), b"tokone-console-links", "sha256"
+        ).hexdigest()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def live(self) -> ConsoleConfig:
+        """The settings with the operators' database overrides applied (Admin → Settings),
+        re-read at most once a second so every process sees a change within about that."""
+        now = time.monotonic()
+        if now - self._live_at >= LIVE_SECONDS:
+            stored = settings_store.stored_values(self.engine)
+            overrides = {
+                name.removeprefix("console."): value
+                for name, value in stored.items()
+                if name.startswith("console.")
+            }
+            self._live = msgspec.structs.replace(self.settings, **overrides)
+            self._live_at = now
+        return self._live
+
+    def forget_live(self) -> None:
+        """Read the settings overrides again on next use (this process just changed them)."""
+        self._live_at = -LIVE_SECONDS
+
+    async def run(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call a blocking (database) function off the event loop."""
+        return await asyncio.to_thread(partial(function, *args, **kwargs))
+
+    async def current(self, request: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+        """The signed-in user of this request, or None."""
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if not token:
+            return None
+        user: User | None = await self.run(sessions.resolve, self.engine, token)
+        return user
+
+    def secure(self, request: Request[Any, Any, Any]) -> bool:
+        """Whether cookies get the Secure flag."""
+        return self.settings.secure_cookies or request.url.scheme == "https"
+
+    def base_url(self, request: Request[Any, Any, Any]) -> str:
+        """This gateway's public base URL (no trailing slash)."""
+        if self.settings.public_url:
+            return self.settings.public_url.rstrip("/")
+        return str(request.base_url).rstrip("/")
+
+    def render(
+        self,
+        request: Request[Any, Any, Any],
+        template: str,
+        user: User | None,
+        status: int = 200,
+        **context: Any,
+    ) -> Response[str]:
+        """A page: the template with the user, the nav and the CSRF token."""
+        token = ScopeState.from_scope(request.scope).csrf_token
+        html = self.env.get_template(template).render(
+            user=user,
+            nav=NAV,
+            path=request.url.path,
+            csrf_token=token if isinstance(token, str) else "",
+            signup=self.live().signup,
+            password_reset=self.settings.smtp.password_reset,
+            **context,
+        )
+        return Response(
+            html,
+            status_code=status,
+            media_type="text/html",
+            headers={
+                "cache-control": "no-store",
+                "x-frame-options": "DENY",
+                "referrer-policy": "same-origin",
+                "content-security-policy": (
+                    "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+                    "script-src 'self'; frame-ancestors 'none'; form-action 'self'"
+                ),
+            },
+        )
+
+    def to_login(self, request: Request[Any, Any, Any]) -> Redirect:
+        """Send an anonymous visitor to the sign-in page, coming back here afterwards."""
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = "" if target == "/" else f"?next={quote(target, safe='/')}"
+        return Redirect(f"/login{query}", status_code=303)
+
+    async def form(self, request: Request[Any, Any, Any]) -> dict[str, str]:
+        """The posted form as plain strings."""
+        data = await request.form()
+        return {k: v if isinstance(v, str) else "" for k, v in data.items()}
+
+    def account(self, user: User) -> Account:
+        """The user's account row."""
+        with Session(self.engine) as session:
+            account = session.get(Account, user.account_id)
+        if account is None:
+            raise AccountError("this user's account no longer exists", 404)
+        return account
+
+    def own_key(self, user: User, key_id: int) -> ApiKey:
+        """Key `key_id` if it belongs to the user's account, else AccountError 404."""
+        with Session(self.engine) as session:
+            row = session.get(ApiKey, key_id)
+        if row is None or row.account_id != user.account_id:
+            raise AccountError(f"no key with id {key_id}", 404)
+        return row
+
+    def throttled(self, email: str, ip: str) -> bool:
+        """Count a sign-in attempt; True when this e-mail or address has made too many."""
+        by_email = self.limiter.hit(self.per_email, "console-login-email", email)
+        by_ip = self.limiter.hit(self.per_ip, "console-login-ip", ip)
+        return not (by_email and by_ip)
+
+    def start_session(self, request: Request[Any, Any, Any], user: User, target: str) -> Redirect:
+        """Sign `user` in and redirect to `target`, setting the session cookie."""
+        assert user.id is not None
+        token = sessions.create_session(
+            self.engine,
+            user.id,
+            self.settings.session_days * 86400,
+            ip=request.client.host if request.client else "",
+            user_agent=request.headers.get("user-agent", ""),
+        )
+        response = Redirect(safe_next(target), status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(self.settings.session_days * 86400),
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.secure(request),
+        )
+        return response
+
+    # -- data for pages ------------------------------------------------------------------
+
+    def dashboard_data(self, user: User) -> dict[str, Any]:
+        """Balance, spend and requests today / 7 / 30 days, the daily series, the last calls."""
+        account = self.account(user)
+        assert account.id is not None
+        now = time.time()
+        today = now - now % queries.DAY
+        periods = {}
+        for label, since in (
+            ("Today", today),
+            ("7 days", now - 7 * 86400),
+            ("30 days", now - 30 * 86400),
+        ):
+            totals = usage_report(
+                self.engine, UsageFilter(account=account.name, since=since)
+            ).totals
+            periods[label] = totals
+        wanted = queries.CallFilter(account.id)
+        series = queries.daily(self.engine, wanted, 30)
+        return {
+            "account": account,
+            "periods": periods,
+            "spend_chart": bar_chart(
+                [(d, c) for d, _, c in series], title="Spend per day, last 30 days", fmt=money
+            ),
+            "requests_chart": bar_chart(
+                [(d, n) for d, n, _ in series], title="Requests per day, last 30 days"
+            ),
+            "calls": queries.calls(self.engine, wanted, 10),
+        }
+
+    def keys_data(self, user: User) -> dict[str, Any]:
+        """The account's keys with their totals."""
+        account = self.account(user)
+        assert account.id is not None
+        stats = queries.key_stats(self.engine, account.id)
+        keys = [key for key, _ in list_keys(self.engine, account.name)]
+        return {
+            "keys": [(key, stats.get(key.id or 0, queries.KeyStats())) for key in keys],
+            "models": self.configured_models(),
+        }
+
+    def configured_models(self) -> list[str]:
+        """Model names (and `*` patterns) the gateway's providers serve."""
+        names = {m for provider in self.gateway.config.providers for m in provider.models}
+        return sorted(names)
+
+    # -- handlers ------------------------------------------------------------------------
+
+    def handlers(self) -> list[Any]:  # one closure per page keeps them together
+        """Every console route handler, bound to this console."""
+        console = self
+
+        @get("/", include_in_schema=False)
+        async def home(request: Request[Any, Any, Any]) -> Response[Any]:
+            """The dashboard, or the sign-in page for a visitor."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            data = await console.run(console.dashboard_data, user)
+            return console.render(request, "dashboard.html", user, title="Dashboard", **data)
+
+        @get("/login", include_in_schema=False)
+        async def login_page(request: Request[Any, Any, Any], next: str = "/") -> Response[Any]:
+            """The sign-in form."""
+            user = await console.current(request)
+            if user is not None:
+                return Redirect(safe_next(next), status_code=303)
+            return console.render(
+                request, "login.html", None, title="Sign in", next=safe_next(next), email=""
+            )
+
+        @post("/login", include_in_schema=False, status_code=303)
+        async def login(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Check the e-mail and password (throttled) and start a session."""
+            form = await console.form(request)
+            email = users.normalise_email(form.get("email", ""))
+            password = form.get("password", "")
+            target = safe_next(form.get("next"))
+            ip = request.client.host if request.client else "unknown"
+
+            def refuse(message: str, status: int) -> Response[Any]:
+                return console.render(
+                    request,
+                    "login.html",
+                    None,
+                    status,
+                    title="Sign in",
+                    error=message,
+                    next=target,
+                    email=email,
+                )
+
+            if await console.run(console.throttled, email, ip):
+                return refuse("Too many sign-in attempts. Wait a minute and try again.", 429)
+            user = await console.run(users.authenticate, console.engine, email, password)
+            if user is None:
+                return refuse("Wrong e-mail or password.", 401)
+            if user.status != "active":
+                return refuse("This user is disabled. Ask the operator of this gateway.", 403)
+            if console.settings.smtp.verify_email and user.email_verified_at is None:
+                return refuse(
+                    f"Confirm your e-mail first: open the link we sent to {user.email}.", 403
+                )
+            return await console.run(console.start_session, request, user, target)
+
+        @get("/signup", include_in_schema=False)
+        async def signup_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """The sign-up form (or why sign-up is closed)."""
+            return console.render(
+                request,
+                "signup.html",
+                await console.current(request),
+                title="Sign up",
+                form={},
+                credit=console.live().credit_micro,
+                min_length=console.settings.min_password_length,
+            )
+
+        @post("/signup", include_in_schema=False, status_code=303)
+        async def signup(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Create the user and their account (with the sign-up credit) and sign in."""
+            form = await console.form(request)
+            try:
+                user = await console.run(console.sign_up, form, console.base_url(request))
+            except AccountError as exc:
+                form.pop("password", None)
+                form.pop("password2", None)
+                return console.render(
+                    request,
+                    "signup.html",
+                    None,
+                    400 if exc.status < 500 else 500,
+                    title="Sign up",
+                    error=str(exc),
+                    form=form,
+                    credit=console.live().credit_micro,
+                    min_length=console.settings.min_password_length,
+                )
+            if console.settings.smtp.verify_email:
+                return console.render(
+                    request,
+                    "error.html",
+                    None,
+                    title="Check your inbox",
+                    message=f"We sent a link to {user.email}. Open it to confirm your e-mail "
+                    "and sign in.",
+                )
+            return await console.run(console.start_session, request, user, "/keys")
+
+        @get("/verify", include_in_schema=False)
+        async def verify(request: Request[Any, Any, Any], token: str = "") -> Response[Any]:
+            """Confirm an e-mail from the mailed link, credit the sign-up and sign in."""
+            try:
+                user = await console.run(console.verify, token)
+            except AccountError as exc:
+                return console.render(
+                    request,
+                    "error.html",
+                    None,
+                    400,
+                    title="Link expired",
+                    error=str(exc).capitalize() + ".",
+                )
+            return await console.run(console.start_session, request, user, "/keys")
+
+        @get("/forgot", include_in_schema=False)
+        async def forgot_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Ask for a password-reset link."""
+            if not console.settings.smtp.password_reset:
+                return console.render(
+                    request,
+                    "error.html",
+                    None,
+                    404,
+                    title="Not available",
+                    error="Password reset by e-mail is not enabled here.",
+                )
+            return console.render(request, "forgot.html", None, title="Reset your password")
+
+        @post("/forgot", include_in_schema=False, status_code=200)
+        async def forgot(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Mail a reset link if the e-mail belongs to an active user (same answer always)."""
+            if not console.settings.smtp.password_reset:
+                return console.render(
+                    request,
+                    "error.html",
+                    None,
+                    404,
+                    title="Not available",
+                    error="Password reset by e-mail is not enabled here.",
+                )
+            form = await console.form(request)
+            email = users.normalise_email(form.get("email", ""))
+            ip = request.client.host if request.client else "unknown"
+            if await console.run(console.throttled, email, ip):
+                return console.render(
+                    request,
+                    "forgot.html",
+                    None,
+                    429,
+                    title="Reset your password",
+                    error="Too many attempts. Wait a minute and try again.",
+                )
+            try:
+                await console.run(console.send_reset, email, console.base_url(request))
+            except (OSError, smtplib.SMTPException) as exc:
+                console.gateway.log.error("console_mail_failed", error=str(exc))
+                return console.render(
+                    request,
+                    "forgot.html",
+                    None,
+                    503,
+                    title="Reset your password",
+                    error="The e-mail could not be sent. Try again later.",
+                )
+            return console.render(
+                request,
+                "forgot.html",
+                None,
+                title="Reset your password",
+                message="If that address has an account here, we sent it a link to set a new "
+                "password. The link works for an hour.",
+            )
+
+        @get("/reset", include_in_schema=False)
+        async def reset_page(request: Request[Any, Any, Any], token: str = "") -> Response[Any]:
+            """The new-password form of a mailed reset link."""
+            try:
+                await console.run(
+                    users.check_token, console.engine, console.link_secret, "reset", token
+                )
+            except AccountError as exc:
+                return console.render(
+                    request,
+                    "error.html",
+                    None,
+                    400,
+                    title="Link expired",
+                    error=str(exc).capitalize() + ".",
+                )
+            return console.render(
+                request,
+                "reset.html",
+                None,
+                title="Set a new password",
+                token=token,
+                min_length=console.settings.min_password_length,
+            )
+
+        @post("/reset", include_in_schema=False, status_code=200)
+        async def reset(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Set the new password (ending every session) and go to the sign-in page."""
+            form = await console.form(request)
+            try:
+                await console.run(console.reset_password, form)
+            except AccountError as exc:
+                return console.render(
+                    request,
+                    "reset.html",
+                    None,
+                    400,
+                    title="Set a new password",
+                    error=str(exc),
+                    token=form.get("token", ""),
+                    min_length=console.settings.min_password_length,
+                )
+            return console.render(
+                request,
+                "login.html",
+                None,
+                title="Sign in",
+                next="/",
+                email="",
+                message="Password changed. Sign in with it now.",
+            )
+
+        @get("/logout", include_in_schema=False)
+        async def logout_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """A page with the sign-out button (signing out is a POST)."""
+            user = await console.current(request)
+            if user is None:
+                return Redirect("/login", status_code=303)
+            return console.render(request, "logout.html", user, title="Sign out")
+
+        @post("/logout", include_in_schema=False, status_code=303)
+        async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+            """End this browser's session."""
+            token = request.cookies.get(SESSION_COOKIE, "")
+            if token:
+                await console.run(sessions.end_session, console.engine, token)
+            response = Redirect("/login", status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+
+        @get("/keys", include_in_schema=False)
+        async def keys_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """The account's keys and the form to make one."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            data = await console.run(console.keys_data, user)
+            return console.render(request, "keys.html", user, title="API keys", **data)
+
+        @post("/keys", include_in_schema=False, status_code=200)
+        async def keys_create(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Make a key (shown once, on this response only)."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            form = await console.form(request)
+            try:
+                row, key = await console.run(console.new_key, user, form)
+            except AccountError as exc:
+                data = await console.run(console.keys_data, user)
+                return console.render(
+                    request, "keys.html", user, 400, title="API keys", error=str(exc), **data
+                )
+            return console.render(
+                request,
+                "key_shown.html",
+                user,
+                title="Your new key",
+                key=key,
+                row=row,
+                action="created",
+                base_url=console.base_url(request),
+            )
+
+        @post("/keys/{key_id:int}/{action:str}", include_in_schema=False, status_code=303)
+        async def keys_action(
+            request: Request[Any, Any, Any], key_id: int, action: str
+        ) -> Response[Any]:
+            """Disable, enable, revoke or rotate one of the account's keys."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            statuses = {"disable": "disabled", "enable": "enabled", "revoke": "revoked"}
+            try:
+                await console.run(console.own_key, user, key_id)
+                if action == "rotate":
+                    row, key = await console.run(
+                        rotate_key,
+                        console.engine,
+                        console.gateway.hasher,
+                        console.gateway.config.server.key_prefix,
+                        key_id,
+                    )
+                    return console.render(
+                        request,
+                        "key_shown.html",
+                        user,
+                        title="Your rotated key",
+                        key=key,
+                        row=row,
+                        action="rotated",
+                        base_url=console.base_url(request),
+                    )
+                if action not in statuses:
+                    raise AccountError(f"unknown action {action!r}", 404)
+                await console.run(set_key_status, console.engine, key_id, statuses[action])
+            except AccountError as exc:
+                data = await console.run(console.keys_data, user)
+                return console.render(
+                    request,
+                    "keys.html",
+                    user,
+                    exc.status,
+                    title="API keys",
+                    error=str(exc),
+                    **data,
+                )
+            return Redirect("/keys", status_code=303)
+
+        @get("/keys/{key_id:int}", include_in_schema=False)
+        async def key_page(request: Request[Any, Any, Any], key_id: int) -> Response[Any]:
+            """One key: its settings, its daily usage and its latest calls."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            try:
+                row = await console.run(console.own_key, user, key_id)
+            except AccountError as exc:
+                return console.render(
+                    request, "error.html", user, 404, title="Not found", error=str(exc)
+                )
+            wanted = queries.CallFilter(user.account_id, key_id=key_id)
+            series = await console.run(queries.daily, console.engine, wanted, 30)
+            stats = (await console.run(queries.key_stats, console.engine, user.account_id)).get(
+                key_id, queries.KeyStats()
+            )
+            return console.render(
+                request,
+                "key.html",
+                user,
+                title=f"Key {row.prefix}",
+                row=row,
+                stats=stats,
+                calls=await console.run(queries.calls, console.engine, wanted, 20),
+                spend_chart=bar_chart(
+                    [(d, c) for d, _, c in series], title="Spend per day, last 30 days", fmt=money
+                ),
+            )
+
+        @get("/usage", include_in_schema=False)
+        async def usage_page(
+            request: Request[Any, Any, Any],
+            since: str = "",
+            until: str = "",
+            key: str = "",
+            model: str = "",
+            page: int = 1,
+        ) -> Response[Any]:
+            """The account's calls, filtered and paginated, with totals and a daily chart."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            filters = {"since": since, "until": until, "key": key, "model": model}
+            try:
+                data = await console.run(console.usage_data, user, filters, max(page, 1))
+            except AccountError as exc:
+                data = await console.run(console.usage_data, user, {}, 1)
+                return console.render(
+                    request, "usage.html", user, 400, title="Usage", error=str(exc), **data
+                )
+            return console.render(request, "usage.html", user, title="Usage", **data)
+
+        @get("/usage.csv", include_in_schema=False)
+        async def usage_csv(
+            request: Request[Any, Any, Any],
+            since: str = "",
+            until: str = "",
+            key: str = "",
+            model: str = "",
+        ) -> Response[Any]:
+            """The filtered calls as CSV, streamed (rows are read in batches)."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            try:
+                wanted = console.call_filter(
+                    user, {"since": since, "until": until, "key": key, "model": model}
+                )
+            except AccountError as exc:
+                return Response(str(exc), status_code=400, media_type="text/plain")
+            return Stream(
+                csv_lines(console.engine, wanted),
+                media_type="text/csv; charset=utf-8",
+                headers={
+                    "content-disposition": 'attachment; filename="tokone-usage.csv"',
+                    "cache-control": "no-store",
+                },
+            )
+
+        @get("/topup", include_in_schema=False)
+        async def topup_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Redeem a code; the account's top-ups, refunds and adjustments."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            return console.render(
+                request,
+                "topup.html",
+                user,
+                title="Top up",
+                **await console.run(console.topup_data, user),
+            )
+
+        @post("/topup/redeem", include_in_schema=False, status_code=200)
+        async def topup_redeem(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Redeem a code for the account (each code credits exactly once)."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            form = await console.form(request)
+            try:
+                amount, _balance = await console.run(
+                    codes.redeem,
+                    console.engine,
+                    console.gateway.hasher,
+                    form.get("code", ""),
+                    user.account_id,
+                )
+            except AccountError as exc:
+                return console.render(
+                    request,
+                    "topup.html",
+                    user,
+                    400,
+                    title="Top up",
+                    error=str(exc).capitalize() + ".",
+                    **await console.run(console.topup_data, user),
+                )
+            return console.render(
+                request,
+                "topup.html",
+                user,
+                title="Top up",
+                message=f"Redeemed: {money(amount)} added to your balance.",
+                **await console.run(console.topup_data, user),
+            )
+
+        @get("/prices", include_in_schema=False)
+        async def pricing_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Every model's prices as this user pays them."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            account = await console.run(console.account, user)
+            prices = pricing_for(console.gateway, _principal(user, account))
+            return console.render(request, "pricing.html", user, title="Pricing", prices=prices)
+
+        @get("/models", include_in_schema=False)
+        async def models_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Base URLs, endpoints, models and quick starts."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            keys = await console.run(
+                list_keys, console.engine, (await console.run(console.account, user)).name
+            )
+            restricted = sorted({m for key, _ in keys for m in key.models.split(",") if m})
+            models = console.configured_models()
+            return console.render(
+                request,
+                "models.html",
+                user,
+                title="Models & endpoints",
+                base_url=console.base_url(request),
+                models=models,
+                restricted=restricted,
+                example=next((m for m in models if "*" not in m), "mock-1"),
+            )
+
+        @get("/settings", include_in_schema=False)
+        async def settings_page(request: Request[Any, Any, Any]) -> Response[Any]:
+            """Display name, e-mail and password."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            return console.render(
+                request,
+                "settings.html",
+                user,
+                title="Settings",
+                min_length=console.settings.min_password_length,
+            )
+
+        @post("/settings/{what:str}", include_in_schema=False, status_code=200)
+        async def settings_save(request: Request[Any, Any, Any], what: str) -> Response[Any]:
+            """Save the profile, or change the password (ending the other sessions)."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            form = await console.form(request)
+            token = request.cookies.get(SESSION_COOKIE, "")
+            try:
+                message = await console.run(console.save_settings, user, what, form, token)
+            except AccountError as exc:
+                return console.render(
+                    request,
+                    "settings.html",
+                    user,
+                    400,
+                    title="Settings",
+                    error=str(exc),
+                    min_length=console.settings.min_password_length,
+                )
+            user = await console.current(request) or user
+            return console.render(
+                request,
+                "settings.html",
+                user,
+                title="Settings",
+                message=message,
+                min_length=console.settings.min_password_length,
+            )
+
+        @get("/console/static/{name:str}", include_in_schema=False)
+        async def static(name: str) -> Response[bytes]:
+            """The stylesheet and the script (package data, no CDN)."""
+            if name not in _STATIC:
+                return Response(b"not found", status_code=404, media_type="text/plain")
+            body = files("tokone.plugins.console").joinpath("static", name).read_bytes()
+            return Response(
+                body, media_type=_STATIC[name], headers={"cache-control": "public, max-age=3600"}
+            )
+
+        return [
+            home,
+            login_page,
+            login,
+            signup_page,
+            signup,
+            verify,
+            forgot_page,
+            forgot,
+            reset_page,
+            reset,
+            logout_page,
+            logout,
+            keys_page,
+            keys_create,
+            keys_action,
+            key_page,
+            usage_page,
+            usage_csv,
+            topup_page,
+            topup_redeem,
+            pricing_page,
+            models_page,
+            settings_page,
+            settings_save,
+            static,
+        ]
+
+    # -- actions -------------------------------------------------------------------------
+
+    def sign_up(self, form: dict[str, str], base_url: str) -> User:
+        """Create a user from the sign-up form, per the sign-up policy; with e-mail
+        verification on, mail them the confirmation link (the credit waits for it)."""
+        live = self.live()
+        policy = live.signup
+        if policy == "closed":
+            raise AccountError("sign-up is closed on this gateway; ask its operator", 403)
+        if form.get("password", "") != form.get("password2", ""):
+            raise AccountError("the two passwords differ")
+        invite = form.get("invite", "").strip()
+        if policy == "invite":
+            if not invite:
+                raise AccountError("sign-up needs an invitation code here")
+            self.check_invite(invite)
+        user = users.create_user(
+            self.engine,
+            form.get("email", ""),
+            form.get("password", ""),
+            policy=self.settings.password_policy,
+            display_name=form.get("display_name", ""),
+            group=self.settings.signup_group,
+            known_groups=known_groups(self.engine, self.gateway.config.groups),
+            credit=0 if self.settings.smtp.verify_email else live.credit_micro,
+            allowed_domains=live.allowed_email_domains,
+            verified=not self.settings.smtp.verify_email,
+        )
+        if policy == "invite":
+            try:
+                codes.redeem(self.engine, self.gateway.hasher, invite, user.account_id)
+            except AccountError:
+                users.set_status(self.engine, user.email, "disabled")
+                raise AccountError("this invitation code has just been used") from None
+        if self.settings.smtp.verify_email:
+            token = users.make_token(self.link_secret, "verify", user, 7 * 86400)
+            send_mail(
+                self.settings.smtp,
+                user.email,
+                "Confirm your e-mail for TokOne",
+                f"Open this link to confirm your e-mail and sign in:\n\n"
+                f"{base_url}/verify?token={token}\n\nThe link works for 7 days. If you did "
+                "not sign up, ignore this message.\n",
+            )
+        return user
+
+    def verify(self, token: str) -> User:
+        """Confirm the e-mail of a verification link; the first time, give the sign-up credit."""
+        user = users.check_token(self.engine, self.link_secret, "verify", token)
+        if user.status != "active":
+            raise AccountError("this user is disabled", 403)
+        assert user.id is not None
+        credit = self.live().credit_micro
+        if users.mark_verified(self.engine, user.id) and credit > 0:
+            add_entry(
+                self.engine,
+                self.account(user).name,
+                "topup",
+                credit,
+                "console",
+                note="sign-up credit",
+            )
+        return user
+
+    def send_reset(self, email: str, base_url: str) -> None:
+        """Mail a password-reset link to `email` if it is an active user's."""
+        with Session(self.engine) as session:
+            user = session.exec(select(User).where(User.email == email)).first()
+        if user is None or user.status != "active":
+            return
+        token = users.make_token(self.link_secret, "reset", user, 3600)
+        send_mail(
+            self.settings.smtp,
+            user.email,
+            "Reset your TokOne password",
+            f"Open this link to set a new password:\n\n{base_url}/reset?token={token}\n\n"
+            "The link works for an hour, once. If you did not ask for it, ignore this "
+            "message; your password stays as it is.\n",
+        )
+
+    def reset_password(self, form: dict[str, str]) -> None:
+        """Set the password of a valid reset link; every session of the user ends."""
+        user = users.check_token(self.engine, self.link_secret, "reset", form.get("token", ""))
+        if form.get("password", "") != form.get("password2", ""):
+            raise AccountError("the two passwords differ")
+        assert user.id is not None
+        users.set_password(
+            self.engine, user.id, form.get("password", ""), self.settings.password_policy
+        )
+
+    def check_invite(self, code: str) -> None:
+        """Raise AccountError unless `code` is an unused redemption code."""
+        code_hash = self.gateway.hasher.hash(codes.normalise_code(code))
+        with Session(self.engine) as session:
+            row = session.exec(
+                select(RedemptionCode).where(RedemptionCode.code_hash == code_hash)
+            ).first()
+        if row is None or row.redeemed_at is not None:
+            raise AccountError("unknown or already used invitation code")
+
+    def new_key(self, user: User, form: dict[str, str]) -> tuple[ApiKey, str]:
+        """Create a key from the form (name, models, expiry) via the shared operation."""
+        name = form.get("name", "").strip()
+        if len(name) > 100:
+            raise AccountError("a key name must be at most 100 characters")
+        models = [m.strip() for m in form.get("models", "").replace("\n", ",").split(",")]
+        models = [m for m in models if m]
+        for model in models:
+            problem = model_name_problem(model.rstrip("*") or "x", slashes=True)
+            if problem:
+                raise AccountError(f"model {model!r} {problem}")
+        days_text = form.get("expires_days", "").strip()
+        days: float | None = None
+        if days_text:
+            try:
+                days = float(days_text)
+            except ValueError:
+                raise AccountError("expiry must be a number of days") from None
+            if not 0 < days <= 3650:
+                raise AccountError("expiry must be from 1 to 3650 days")
+        return create_key(
+            self.engine,
+            self.gateway.hasher,
+            self.gateway.config.server.key_prefix,
+            self.account(user).name,
+            name=name,
+            models=models,
+            expires_in_days=days,
+        )
+
+    def call_filter(self, user: User, filters: dict[str, str]) -> queries.CallFilter:
+        """The usage filters of a query string, for the user's account."""
+        since, until = _day_range(filters.get("since", ""), filters.get("until", ""))
+        key_text = filters.get("key", "").strip()
+        key_id = None
+        if key_text:
+            if not key_text.isdigit():
+                raise AccountError("key must be a key id")
+            key_id = self.own_key(user, int(key_text)).id
+        return queries.CallFilter(
+            user.account_id, key_id, filters.get("model", "").strip() or None, since, until
+        )
+
+    def usage_data(self, user: User, filters: dict[str, str], page: int) -> dict[str, Any]:
+        """Calls of one page, totals and the daily chart for the filters."""
+        wanted = self.call_filter(user, filters)
+        account = self.account(user)
+        totals = usage_report(
+            self.engine,
+            UsageFilter(account.name, wanted.key_id, wanted.model, wanted.since, wanted.until),
+        ).totals
+        series = queries.daily(self.engine, wanted, 30)
+        assert account.id is not None
+        return {
+            "filters": {k: filters.get(k, "") for k in ("since", "until", "key", "model")},
+            "calls": queries.calls(self.engine, wanted, PAGE_SIZE, (page - 1) * PAGE_SIZE),
+            "page": page,
+            "pages": max(1, -(-totals.requests // PAGE_SIZE)),
+            "totals": totals,
+            "keys": [key for key, _ in list_keys(self.engine, account.name)],
+            "models": queries.account_models(self.engine, account.id),
+            "spend_chart": bar_chart(
+                [(d, c) for d, _, c in series], title="Spend per day", fmt=money
+            ),
+            "requests_chart": bar_chart([(d, n) for d, n, _ in series], title="Requests per day"),
+        }
+
+    def topup_data(self, user: User) -> dict[str, Any]:
+        """The balance and the money entries of the user's account."""
+        account = self.account(user)
+        assert account.id is not None
+        found = self.gateway.hook.console_topup_methods(
+            gateway=self.gateway, user=user, account=account
+        )
+        return {
+            "account": account,
+            "entries": queries.money_entries(self.engine, account.id),
+            "methods": [method for methods in found for method in methods or ()],
+        }
+
+    def save_settings(self, user: User, what: str, form: dict[str, str], token: str) -> str:
+        """Apply a settings form; return the message to show."""
+        assert user.id is not None
+        if what == "profile":
+            users.update_profile(
+                self.engine,
+                user.id,
+                display_name=form.get("display_name", ""),
+                email=form.get("email") or None,
+            )
+            return "Saved."
+        if what == "password":
+            if not users.verify_password(user.password_hash, form.get("current", "")):
+                raise AccountError("the current password is wrong")
+            if form.get("password", "") != form.get("password2", ""):
+                raise AccountError("the two new passwords differ")
+            users.set_password(
+                self.engine,
+                user.id,
+                form.get("password", ""),
+                self.settings.password_policy,
+                keep_session=sessions.token_hash(token) if token else None,
+            )
+            return "Password changed. Your other sessions have been signed out."
+        raise AccountError(f"unknown settings form {what!r}", 404)
+
+    def router(self) -> Router:
+        """All console routes under one router with CSRF protection on every POST."""
+        csrf = CSRFConfig(
+            secret=self.csrf_secret,
+            cookie_name=CSRF_COOKIE,
+            cookie_secure=self.settings.secure_cookies,
+            cookie_httponly=True,
+            cookie_samesite="lax",
+            header_name="x-csrftoken",
+        )
+        console = self
+
+        def csrf_refused(request: Request[Any, Any, Any], exc: Exception) -> Response[str]:
+            """A POST without a valid CSRF token: 403 with a page saying to reload."""
+            return console.render(
+                request,
+                "error.html",
+                None,
+                403,
+                title="Refused",
+                error="This form has expired or did not come from this site. Reload the page "
+                "and try again.",
+            )
+
+        from tokone.plugins.console.admin_pages import AdminPages  # it imports this module
+
+        # a plain function, not a bound method: Litestar deep-copies a router's handlers
+        return Router(
+            path="/",
+            route_handlers=[*self.handlers(), AdminPages(self).router()],
+            middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
+            exception_handlers={PermissionDeniedException: csrf_refused},
+            include_in_schema=False,
+        )
+
+
+CSV_COLUMNS = (
+    "time",
+    "request_id",
+    "key_id",
+    "key_prefix",
+    "key_name",
+    "model",
+    "endpoint",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "estimated",
+    "cost",
+    "status",
+    "latency_ms",
+)
+
+
+def csv_lines(engine: Any, wanted: queries.CallFilter) -> Iterator[str]:
+    """The CSV header and one line per call, produced as the rows are read."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for row in queries.iter_calls(engine, wanted):
+        values = {**row, "time": when(row["time"]), "cost": format_amount(row["cost"])}
+        # a spreadsheet must not run a cell as a formula (names are user text)
+        writer.writerow([_cell(values[c]) for c in CSV_COLUMNS])
+        if buffer.tell() > 16384:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
