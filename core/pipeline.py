@@ -19,7 +19,16 @@ from tokone.core.errors import GatewayError, error_bytes, sse_error_event
 from tokone.core.gateway import Gateway, gather_awaitables
 from tokone.core.health import health
 from tokone.core.tokens import MAX_TOKENS, token_count
-from tokone.core.types import Call, Candidate, Charge, Outcome, Principal, Reply, Usage
+from tokone.core.types import (
+    Call,
+    Candidate,
+    Charge,
+    FailedAttempt,
+    Outcome,
+    Principal,
+    Reply,
+    Usage,
+)
 from tokone.core.upstream import StreamRelay, UpstreamError, UpstreamReply
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -132,6 +141,7 @@ async def open_upstream(
             reply = await candidate.adapter.send(call, candidate.upstream_model)
         except UpstreamError as error:
             last = error
+            call.failed_attempts.append(FailedAttempt(name, failure_reason(error)))
             if not error.retryable:  # the upstream answered: the request itself is refused
                 channels.succeeded(name)
                 break
@@ -149,6 +159,15 @@ async def open_upstream(
             headers={"retry-after": "1"},
         )
     raise upstream_failure(last)
+
+
+def failure_reason(error: UpstreamError) -> str:
+    """Why an attempt failed, as a short label (see :class:`FailedAttempt`)."""
+    if error.pool_exhausted:
+        return "pool_exhausted"
+    if error.timeout:
+        return "timeout"
+    return f"http_{error.status}" if error.status else "unreachable"
 
 
 def upstream_failure(error: UpstreamError) -> GatewayError:

@@ -124,6 +124,18 @@ class ClientAddress:
     """The request's ``Forwarded`` (RFC 7239) headers, comma-joined ("" when absent)."""
 
 
+@dataclass(slots=True, frozen=True)
+class FailedAttempt:
+    """One upstream attempt that failed: the channel and why.
+
+    `reason` is ``pool_exhausted`` (the channel's own connection pool was full), ``timeout``,
+    ``unreachable`` (no answer: connect or read error) or ``http_NNN`` (the upstream's status).
+    """
+
+    provider: str
+    reason: str
+
+
 @dataclass(slots=True)
 class Call:
     """One inference request on its way through the gateway."""
@@ -156,6 +168,9 @@ class Call:
     """True when an Anthropic client called with `?beta=true`."""
     json_array: bool = False
     """True when a Gemini client streams without `?alt=sse` and expects one JSON array."""
+    failed_attempts: list[FailedAttempt] = field(default_factory=list)
+    """The upstream attempts that failed before the call was answered (or refused), in order;
+    the failover loop appends them, the `metrics` plugin counts them."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Scratch space private to one plugin or adapter; the core reads none of it."""
     response_headers: dict[str, str] = field(default_factory=dict)

@@ -21,7 +21,6 @@ given as decimal strings and as integer micro-units.
 from __future__ import annotations
 
 import asyncio
-from fractions import Fraction
 from typing import Any
 
 import msgspec
@@ -30,6 +29,7 @@ from sqlmodel import Session
 from tokone.core.domain.codes import redeem
 from tokone.core.domain.errors import AccountError
 from tokone.core.domain.money import format_amount
+from tokone.core.domain.prices import PricingOut, group_multipliers, multiplier, pricing_for
 from tokone.core.domain.usage_report import UsageFilter, time_range, usage_report
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
@@ -38,7 +38,6 @@ from tokone.core.http.admin_auth import document_errors
 from tokone.core.http.ingress import FAMILY_OPT, Caller
 from tokone.core.store.tables import Account
 from tokone.core.types import Family, Principal
-from tokone.plugins.token_pricing import MICRO, exact, multiplier_for
 
 FAMILY = Family.OPENAI
 
@@ -72,65 +71,6 @@ class RedeemOut(msgspec.Struct):
     balance_micro: int
 
 
-class ModelPriceOut(msgspec.Struct):
-    """One model's effective prices, as exact decimal strings (currency per million tokens)."""
-
-    model: str
-    input: str
-    output: str
-    cached_input: str
-    per_request: str
-
-
-class PricingOut(msgspec.Struct):
-    """The caller's prices: base prices x `multiplier`; a tier multiplies them by its factor."""
-
-    group: str
-    multiplier: float
-    unit: str
-    service_tiers: dict[str, float]
-    models: list[ModelPriceOut]
-
-
-def decimal_string(value: Fraction) -> str:
-    """An exact decimal rendering of a fraction whose denominator has only factors 2 and 5."""
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    places = 0
-    while (value * 10**places).denominator != 1:
-        places += 1
-    scaled = int(value * 10**places)
-    if places == 0:
-        return f"{sign}{scaled}"
-    whole, frac = divmod(scaled, 10**places)
-    return f"{sign}{whole}.{frac:0{places}d}"
-
-
-def pricing_for(gateway: Gateway, principal: Principal) -> PricingOut:
-    """Every priced model's prices for `principal`, multiplier applied."""
-    multiplier = multiplier_for(gateway, principal)
-    factor = exact(multiplier)
-    models = []
-    for name, price in sorted(gateway.config.prices.items()):
-        cached = price.cached_input if price.cached_input is not None else price.input
-        models.append(
-            ModelPriceOut(
-                model=name,
-                input=decimal_string(exact(price.input) * factor),
-                output=decimal_string(exact(price.output) * factor),
-                cached_input=decimal_string(exact(cached) * factor),
-                per_request=decimal_string(exact(price.per_request) * factor),
-            )
-        )
-    return PricingOut(
-        group=principal.group,
-        multiplier=multiplier,
-        unit=f"currency units per million tokens ({MICRO:_} micro-units per currency unit)",
-        service_tiers=dict(gateway.config.billing.service_tiers),
-        models=models,
-    )
-
-
 def dashboard_handlers(gateway: Gateway) -> list[Any]:
     """The user endpoints, bound to `gateway`."""
     engine = gateway.engine
@@ -144,7 +84,7 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
         return BalanceOut(
             account=account.name,
             group=account.group,
-            multiplier=multiplier_for(gateway, principal),
+            multiplier=multiplier(principal, group_multipliers(engine, gateway.config)),
             balance=format_amount(account.balance),
             balance_micro=account.balance,
             held_micro=account.held,
@@ -197,7 +137,8 @@ def dashboard_handlers(gateway: Gateway) -> list[Any]:
     @get("/pricing", tags=["dashboard"], opt=opt)
     async def pricing(principal: Caller) -> Response[PricingOut]:
         """Each priced model's prices for the caller (multiplier applied, per million tokens)."""
-        return Response(pricing_for(gateway, principal))
+        prices = await asyncio.to_thread(pricing_for, engine, gateway.config, principal)
+        return Response(prices)
 
     return document_errors([balance, usage, redeem_code, pricing], 400, 401, 403, 404, 409, 503)
 

@@ -38,6 +38,13 @@ class Metrics:
         self.cost = Counter(
             "tokone_cost_micro_units", "Micro-units charged.", ("model",), registry=self.registry
         )
+        self.upstream_failures = Counter(
+            "tokone_upstream_failures",
+            "Upstream attempts that failed, per channel and reason (pool_exhausted, timeout, "
+            "unreachable, http_NNN); a failed attempt may still have failed over.",
+            ("provider", "reason"),
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "tokone_request_duration_seconds",
             "Time from arrival to the last byte.",
@@ -57,7 +64,7 @@ def metrics_of(gateway: Gateway) -> Metrics:
 
 @hookimpl
 def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
-    """Count the call, its tokens, its cost and its latency.
+    """Count the call, its failed upstream attempts, its tokens, its cost and its latency.
 
     Only positive amounts are added (a Prometheus counter refuses a negative increment),
     so a bad number never makes this raise.
@@ -66,6 +73,8 @@ def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
     m.requests.labels(
         call.family.value, call.endpoint, call.model, outcome.provider, str(outcome.status)
     ).inc()
+    for attempt in call.failed_attempts:
+        m.upstream_failures.labels(attempt.provider, attempt.reason).inc()
     usage = outcome.usage
     if positive(usage.input_tokens):
         m.tokens.labels(call.model, "input").inc(usage.input_tokens)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from fractions import Fraction
 from functools import lru_cache
 from math import lcm
 
@@ -41,19 +40,12 @@ from tokone.core.config import (
     RefreshSettings,
     refresh_seconds,
 )
+from tokone.core.domain.prices import MICRO, exact, multiplier
 from tokone.core.gateway import Gateway
 from tokone.core.hookspecs import hookimpl
 from tokone.core.model_names import model_matches
 from tokone.core.store.tables import Group
 from tokone.core.types import Call, Charge, Principal, Usage
-
-MICRO = 1_000_000
-
-
-@lru_cache(maxsize=4096)
-def exact(value: float) -> Fraction:
-    """The decimal a config number was written as, exactly (0.15 -> 3/20)."""
-    return Fraction(str(value))
 
 
 @lru_cache(maxsize=4096)
@@ -123,10 +115,6 @@ class GroupTable:
             self.load()
         return self._merged
 
-    def get(self, name: str) -> float | None:
-        """The multiplier of group `name`, or None for an unknown group."""
-        return self.all().get(name)
-
     def start(self) -> None:
         """Read the table now, then keep re-reading it in the background."""
         self.load()
@@ -165,12 +153,7 @@ def groups_changed(gateway: Gateway) -> None:
 
 def multiplier_for(gateway: Gateway, principal: Principal | None) -> float:
     """The account's override, else its group's multiplier (1 for an unknown group)."""
-    if principal is None:
-        return 1.0
-    if principal.multiplier_override is not None:
-        return principal.multiplier_override
-    found = group_table(gateway).get(principal.group)
-    return found if found is not None else 1.0
+    return multiplier(principal, group_table(gateway).all()) if principal else 1.0
 
 
 def base_cost(price: ModelPrice, usage: Usage) -> tuple[int, int]:

@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,24 +23,21 @@ import httpx
 import openai
 import pytest
 from conftest import FAST_REFRESH, Gateway, start_gateway, wait_until
+from console_fixtures import (
+    PASSWORD,
+    Shots,
+    browser,
+    cli,
+    create_key,
+    needs_chromium,
+    shot,
+    sign_in,
+)
 from sqlalchemy import text
 from tokone.core.config import load_config
 from tokone.core.store.db import make_engine
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--headless",
-]
 SHOTS = Path("/tmp/admin-shots")
-PASSWORD = "correct horse battery"
 ADMIN_EMAIL = "root@example.com"
 ADMIN_API = {"Authorization": "Bearer admin-test-key"}
 CONFIG = (
@@ -64,7 +60,8 @@ signup_credit = "1"
     + FAST_REFRESH
 )
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs /usr/bin/chromium")
+pytestmark = needs_chromium
+__all__ = ["browser", "shot"]  # fixtures, used by name
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +71,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     cli(gateway, "users", "create", ADMIN_EMAIL, "--admin", "--password-stdin", input=PASSWORD)
     yield gateway
     gateway.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One headless Chromium for the module."""
-    with playwright_sync.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def new_page(browser: Any, gateway: Gateway) -> Any:
@@ -103,46 +91,6 @@ def admin(browser: Any, gw: Gateway) -> Iterator[Any]:
     page.context.close()
 
 
-class Shots:
-    """Screenshots of every page, in the test's tmp dir and in /tmp/admin-shots/."""
-
-    def __init__(self, directory: Path, prefix: str) -> None:
-        self.directory = directory
-        self.prefix = prefix
-        self.count = 0
-        SHOTS.mkdir(exist_ok=True)
-
-    def __call__(self, page: Any, name: str) -> None:
-        self.count += 1
-        path = self.directory / f"{self.prefix}-{self.count:02d}-{name}.png"
-        page.screenshot(path=str(path), full_page=True)
-        shutil.copy(path, SHOTS / path.name)
-
-
-@pytest.fixture
-def shot(tmp_path: Path, request: pytest.FixtureRequest) -> Shots:
-    """`shot(page, name)` saves a full-page screenshot."""
-    return Shots(tmp_path, request.node.name.removeprefix("test_"))
-
-
-def cli(gateway: Gateway, *args: str, input: str | None = None) -> str:
-    """Run `tokone ...` (plugin commands included) against the gateway's config."""
-    from tokone.core.cli.main import app
-    from typer.testing import CliRunner
-
-    result = CliRunner().invoke(app, ["--config", str(gateway.config_path), *args], input=input)
-    assert result.exit_code == 0, result.output
-    return result.stdout
-
-
-def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
-    """Fill the sign-in form and submit it."""
-    page.goto("/login")
-    page.fill("input[name=email]", email)
-    page.fill("input[name=password]", password)
-    page.click("main button[type=submit]")
-
-
 def sign_up(browser: Any, gateway: Gateway, email: str) -> Any:
     """A new user signed up through the console (with its $1 credit); their page."""
     page = new_page(browser, gateway)
@@ -153,16 +101,6 @@ def sign_up(browser: Any, gateway: Gateway, email: str) -> Any:
     page.click("button[type=submit]:has-text('Create my account')")
     page.wait_for_url("**/keys")
     return page
-
-
-def create_key(page: Any, name: str) -> str:
-    """Create a key on the user's keys page; return it."""
-    page.goto("/keys")
-    page.fill("input[name=name]", name)
-    page.click("button:has-text('Create key')")
-    page.wait_for_selector("#new-key")
-    value: str = page.input_value("#new-key")
-    return value
 
 
 def chat(gateway: Gateway, key: str) -> Any:

@@ -13,6 +13,7 @@ import time
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import openai
 import pytest
 from aiosmtpd.controller import Controller
@@ -85,8 +86,14 @@ def mailbox():
     box.controller.stop()
 
 
-def alerts_toml(mailbox_port: int | None = None, webhook: str = "", timeout: float = 5.0) -> str:
-    """A fast-scanning `[plugins.alerts]` table with quick retries."""
+def alerts_toml(
+    mailbox_port: int | None = None,
+    webhook: str = "",
+    timeout: float = 5.0,
+    private_webhooks: bool = True,
+) -> str:
+    """A fast-scanning `[plugins.alerts]` table with quick retries; the local receivers are
+    on 127.0.0.1, so accounts' own webhooks may point at private addresses unless told."""
     smtp = (
         f'\n[plugins.alerts.smtp]\nhost = "127.0.0.1"\nport = {mailbox_port}\n'
         'sender = "alerts@tokone.test"\n'
@@ -98,7 +105,7 @@ def alerts_toml(mailbox_port: int | None = None, webhook: str = "", timeout: flo
         f'\n[plugins.alerts]\nwebhook_secret = "{SECRET}"\nscan_seconds = 0.1\n'
         "expiry_scan_seconds = 0.2\n"
         f'retry_seconds = [0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]\nwebhook_url = "{webhook}"\n'
-        f"timeout_seconds = {timeout}\n" + smtp
+        f"timeout_seconds = {timeout}\nprivate_webhooks = {str(private_webhooks).lower()}\n" + smtp
     )
 
 
@@ -120,6 +127,34 @@ def check_signature(headers: dict[str, str], body: bytes) -> None:
     assert abs(time.time() - timestamp) < 60
     expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     assert hmac.compare_digest(parts["v1"], expected.hexdigest())
+
+
+def test_an_accounts_own_webhook_to_a_private_address_is_refused(make_gateway, receiver):
+    """A user sets their account's webhook in the console: by default it may not point into
+    the operator's network (no request is made, the delivery fails at once, recorded);
+    the operator's own `webhook_url` on the same address still gets its alerts."""
+    gateway = make_gateway(alerts_toml(webhook=receiver.url, private_webhooks=False))
+    key = gateway.funded_key("ssrf", "0.001")
+    own = receiver.url + "/own"  # same receiver, not the operator's URL
+    gateway.cli("alerts", "set", "ssrf", "--threshold", "0.0009", "--webhook", own)
+    operator_key = gateway.funded_key("ops", "0.001")
+    gateway.cli("alerts", "set", "ops", "--threshold", "0.0009")
+    for api_key in (key, operator_key):
+        sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key=api_key, max_retries=0)
+        for _ in range(6):
+            sdk.chat.completions.create(**CHAT)
+
+    def settled() -> list[dict]:
+        found = deliveries(gateway)
+        return found if len(found) == 2 and all(r["status"] != "pending" for r in found) else []
+
+    rows = wait_until(settled, what="both deliveries settled")
+    by_status = {r["status"]: r for r in rows}
+    assert set(by_status) == {"failed", "delivered"}
+    assert by_status["failed"]["attempts"] == 1
+    assert "non-public address 127.0.0.1" in by_status["failed"]["last_error"]
+    assert [json.loads(body)["account"] for _, body in receiver.requests] == ["ops"]
+    assert httpx.get(gateway.url + "/healthz").status_code == 200
 
 
 def test_low_balance_alert_once_per_crossing_by_webhook_and_email(make_gateway, receiver, mailbox):

@@ -8,7 +8,7 @@ import json
 
 import httpx
 import pytest
-from ledger_checks import database_url, wait_settled
+from ledger_checks import database_url, usage_record, wait_settled
 from tokone.providers.mock_words import WORDS
 
 MESSAGES = [{"role": "user", "content": "say hello to me"}]
@@ -62,6 +62,28 @@ def test_usage_report_filters_and_totals(gateway):
     assert total[0] == "TOTAL" and total[1] == "7"
     with pytest.raises(AssertionError, match="not a date"):
         gateway.cli("usage", "--since", "last tuesday")
+
+
+def test_usage_records_say_whether_the_call_was_streamed(gateway):
+    key = gateway.funded_key("sam", "1")
+    sdk = gateway.openai_client(key)
+    whole = sdk.chat.completions.with_raw_response.create(model="mock-1", messages=MESSAGES)
+    with sdk.chat.completions.with_streaming_response.create(
+        model="mock-1", messages=MESSAGES, stream=True
+    ) as streamed:
+        assert "".join(streamed.iter_lines()).count("data:") > 1  # really an SSE stream
+    with sdk.responses.connect() as connection:  # a WebSocket Responses turn is streamed
+        connection.response.create(model="mock-1", input="say hello to me")
+        while connection.recv().type != "response.completed":
+            pass
+
+    # (SQLite gives the flag back as 0 / 1, PostgreSQL as False / True: both compare equal)
+    assert usage_record(gateway, whole.headers["x-request-id"])["stream"] == 0
+    assert usage_record(gateway, streamed.headers["x-request-id"])["stream"] == 1
+    state = wait_settled(database_url(gateway), "sam", 3)
+    [turn] = set(state.usage) - {whole.headers["x-request-id"], streamed.headers["x-request-id"]}
+    record = usage_record(gateway, turn)
+    assert (record["endpoint"], record["stream"]) == ("responses", 1)
 
 
 def test_users_see_their_own_balance_usage_and_prices(gateway):

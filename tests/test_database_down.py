@@ -162,8 +162,8 @@ def test_settlements_are_kept_while_the_database_is_away(tmp_path, monkeypatch):
     reports: list[Report] = []
     writer = ledger_writer.LedgerWriter(broken, 600, reports.extend)
     row = dict(
-        request_id="req-1", account_id=1, key_id=1, endpoint="chat", model="m", provider="p",
-        upstream_model="m", input_tokens=1, cached_input_tokens=0, output_tokens=1,
+        request_id="req-1", account_id=1, key_id=1, endpoint="chat", stream=False, model="m",
+        provider="p", upstream_model="m", input_tokens=1, cached_input_tokens=0, output_tokens=1,
         estimated=False, cost=7, multiplier=1.0, tier="default", status=200, latency_ms=1.0,
     )  # fmt: skip
     writer._write([SettleJob(1, row)])

@@ -6,6 +6,7 @@ the official SDKs where the answer's shape matters.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -17,9 +18,14 @@ import pytest
 from conftest import Gateway
 from google import genai
 from google.genai import errors, types
+from litestar import Litestar
+from litestar.routes import WebSocketRoute
 from tokone.core.config import load_config
+from tokone.core.errors import GatewayError
 from tokone.core.http.app import create_app
-from tokone.core.http.inference import InferenceIngress
+from tokone.core.http.inference import InferenceIngress, Socket
+from tokone.core.types import Family
+from websockets.sync.client import connect as ws_connect
 
 CHAT = {"model": "mock-1", "messages": [{"role": "user", "content": "hi"}]}
 MESSAGES = {**CHAT, "max_tokens": 16}
@@ -167,6 +173,13 @@ def test_every_inference_post_of_every_family_is_served_by_the_ingress(tmp_path:
         assert app.route_for(path) is not None, path
     for path in ("/v1/models", "/v1/dashboard/redeem", "/admin/accounts", "/healthz"):
         assert app.route_for(path) is None, path
+    assert app.socket_for("/v1/responses") is not None
+    assert app.socket_for("/v1/chat/completions") is None
+    # Litestar, behind the ingress, has no inference route left: no WebSocket, no inference path.
+    litestar = app.app
+    assert isinstance(litestar, Litestar)
+    assert not [r.path for r in litestar.routes if isinstance(r, WebSocketRoute)]
+    assert not {r.path for r in litestar.routes} & {*inference, "/v1/responses"}
 
 
 def test_an_unknown_gemini_action_is_a_gemini_404(gateway: Gateway, key: str) -> None:
@@ -257,3 +270,80 @@ def test_a_refused_websocket_handshake_carries_one_content_type(gateway: Gateway
     head = received.partition(b"\r\n\r\n")[0].decode("latin-1").lower()
     assert head.startswith("http/1.1 401")
     assert head.count("\r\ncontent-type:") == 1
+    assert head.count("\r\nx-request-id: req_") == 1
+
+
+def test_an_accepted_websocket_handshake_carries_a_request_id(gateway: Gateway, key: str) -> None:
+    url = gateway.url.replace("http", "ws") + "/v1/responses"
+    with ws_connect(url, additional_headers={"authorization": f"Bearer {key}"}) as socket_:
+        assert socket_.response.status_code == 101
+        assert socket_.response.headers["x-request-id"].startswith("req_")
+
+
+class FakeServer:
+    """An ASGI server's side of one WebSocket connection: what the app sends, recorded."""
+
+    def __init__(self, extensions: dict[str, Any]) -> None:
+        self.scope = {
+            "type": "websocket",
+            "path": "/ws",
+            "query_string": b"",
+            "headers": [],
+            "extensions": extensions,
+        }
+        self.sent: list[dict[str, Any]] = []
+        self.events = [{"type": "websocket.connect"}, {"type": "websocket.receive", "text": "x"}]
+
+    async def receive(self) -> dict[str, Any]:
+        """`websocket.connect`, then one text frame, then the client's disconnect."""
+        return self.events.pop(0) if self.events else {"type": "websocket.disconnect"}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Record `message`."""
+        self.sent.append(message)
+
+    def run(self, handler: Any) -> list[dict[str, Any]]:
+        """Serve this connection with an ingress whose only route is a WebSocket on `/ws`."""
+        ingress = InferenceIngress(
+            None,  # type: ignore[arg-type]
+            {},
+            4096,
+            sockets={"/ws": (Family.ANTHROPIC, handler)},
+        )
+        asyncio.run(ingress(self.scope, self.receive, self.send))  # type: ignore[arg-type]
+        return self.sent
+
+
+def test_a_websocket_handler_refusing_or_failing_is_answered_by_the_ingress() -> None:
+    async def refuses(socket: Socket) -> None:
+        raise GatewayError("authentication", "no key")
+
+    async def breaks(socket: Socket) -> None:
+        raise RuntimeError("a bug")
+
+    async def breaks_once_open(socket: Socket) -> None:
+        await socket.accept()
+        assert await socket.receive() == "x"
+        raise RuntimeError("a bug")
+
+    denial = {"websocket.http.response": {}}
+    start, body = FakeServer(denial).run(refuses)
+    assert (start["type"], start["status"]) == ("websocket.http.response.start", 401)
+    headers = dict(start["headers"])
+    assert headers[b"content-type"] == b"application/json"
+    assert headers[b"x-request-id"].startswith(b"req_") and len(headers) == len(start["headers"])
+    assert body["type"] == "websocket.http.response.body" and not body["more_body"]
+    assert json.loads(body["body"])["error"]["type"] == "authentication_error"  # its family
+    assert int(headers[b"content-length"]) == len(body["body"])
+
+    start, body = FakeServer(denial).run(breaks)
+    assert start["status"] == 500 and json.loads(body["body"])["error"]["type"] == "api_error"
+    (close,) = FakeServer({}).run(refuses)  # no HTTP answer possible: a policy close
+    assert (close["type"], close["code"], close["reason"]) == ("websocket.close", 1008, "no key")
+    accept, close = FakeServer(denial).run(breaks_once_open)
+    assert accept["type"] == "websocket.accept"
+    assert (close["type"], close["code"], close["reason"]) == (
+        "websocket.close",
+        1011,
+        "Internal error.",
+    )

@@ -27,6 +27,7 @@ def usage_row(request_id: str, account_id: int, cost: int) -> dict:
         account_id=account_id,
         key_id=1,
         endpoint="chat",
+        stream=False,
         model="m",
         provider="p",
         upstream_model="m",

@@ -24,6 +24,7 @@ from conftest import (
 )
 from fake_upstream import reply_pieces, reply_text
 from tokone.providers.mock_words import REPLY, WORDS
+from websockets.sync.client import connect as ws_connect
 
 N = 16
 pytestmark = pytest.mark.usefixtures("reset_upstream")
@@ -135,6 +136,7 @@ def test_bad_key_and_key_in_query_refuse_the_handshake(gateway, key):
         client(gateway, "sk-not-a-real-key").responses.connect().enter()
     assert info.value.response.status_code == 401
     assert json.loads(info.value.response.body)["error"]["code"] == "invalid_api_key"
+    assert info.value.response.headers["x-request-id"].startswith("req_")
 
     manager = client(gateway, key).responses.connect(extra_query={"api_key": key})
     with pytest.raises(websockets.exceptions.InvalidStatus) as info:
@@ -201,3 +203,19 @@ def test_client_leaving_mid_turn_is_charged_for_what_was_delivered(gateway, upst
     assert (row["status"], row["estimated"]) == (499, True)
     assert row["output_tokens"] >= -(-len(text_of(events)) // 4) and row["cost"] > 0
     assert row["balance"] == 10_000_000 - row["cost"]
+
+
+def test_a_binary_frame_is_a_turn_like_a_text_frame(gateway, key):
+    url = gateway.url.replace("http", "ws") + "/v1/responses"
+    event = {"type": "response.create", "model": "mock-1", "input": "hi"}
+    with ws_connect(url, additional_headers={"authorization": f"Bearer {key}"}) as socket:
+        socket.send(json.dumps(event).encode())
+        frames = [json.loads(socket.recv())]
+        while frames[-1]["type"] not in TERMINAL:
+            frames.append(json.loads(socket.recv()))
+        socket.send(b"")
+        empty = json.loads(socket.recv())
+    assert frames[-1]["type"] == "response.completed"
+    assert "".join(f["delta"] for f in frames if f["type"].endswith("text.delta")) == REPLY
+    assert (empty["type"], empty["status"]) == ("error", 400)
+    assert len(records(gateway, key, 1)) == 1

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KEY_ACCOUNTS, new_key, start_gateway
+from conftest import KEY_ACCOUNTS, new_key
 from ledger_checks import assert_ledger_consistent, database_url, wait_settled
-from test_translate_tools import ANSWER, ToolUpstream
+from test_translate_tools import ANSWER, ToolUpstream, start_tools_gateway
 
 BIN = os.environ.get("TOKONE_CLIENTS_BIN", "")
 pytestmark = pytest.mark.skipif(
@@ -59,31 +59,7 @@ def shell_upstream() -> Iterator[ShellUpstream]:
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, shell_upstream: ShellUpstream):
-    base = shell_upstream.base_url
-    extra = f"""
-[[providers]]
-name = "claude"
-adapter = "anthropic"
-base_url = "{base}"
-models = ["claude-tools"]
-
-[[providers]]
-name = "oai"
-adapter = "openai"
-base_url = "{base}/v1"
-models = ["gpt-tools"]
-
-[[providers]]
-name = "oai-chat"
-adapter = "openai-chat"
-base_url = "{base}/v1"
-models = ["chatonly-tools"]
-
-[prices."*-tools"]
-input = 3.0
-output = 15.0
-"""
-    started = start_gateway(tmp_path_factory.mktemp("clients"), extra)
+    started = start_tools_gateway(tmp_path_factory.mktemp("clients"), shell_upstream)
     yield started
     started.stop()
 

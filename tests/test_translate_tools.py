@@ -16,13 +16,14 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anthropic
 import openai
 import pytest
 from aiohttp import web
-from conftest import KEY_ACCOUNTS, new_key, records, start_gateway
+from conftest import KEY_ACCOUNTS, Gateway, new_key, records, start_gateway
 from google import genai
 from google.genai import types as genai_types
 from ledger_checks import assert_ledger_consistent, database_url
@@ -295,10 +296,7 @@ def tools_upstream() -> Iterator[ToolUpstream]:
     up.stop()
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, tools_upstream: ToolUpstream):
-    base = tools_upstream.base_url
-    extra = f"""
+TOOL_CHANNELS = """
 [[providers]]
 name = "claude"
 adapter = "anthropic"
@@ -328,7 +326,17 @@ input = 3.0
 output = 15.0
 cached_input = 1.0
 """
-    started = start_gateway(tmp_path_factory.mktemp("tools"), extra)
+
+
+def start_tools_gateway(directory: Path, upstream: ToolUpstream) -> Gateway:
+    """A gateway with one channel of each family (`claude-`, `gpt-`, `chatonly-`,
+    `gemini-tools`) on `upstream`, priced per token; stopped by the caller."""
+    return start_gateway(directory, TOOL_CHANNELS.replace("{base}", upstream.base_url))
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, tools_upstream: ToolUpstream):
+    started = start_tools_gateway(tmp_path_factory.mktemp("tools"), tools_upstream)
     yield started
     started.stop()
 

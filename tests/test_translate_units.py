@@ -42,6 +42,13 @@ json_objects = st.dictionaries(
     names, st.one_of(st.integers(-5, 5), words, st.booleans()), max_size=3
 )
 images = st.sampled_from(["data:image/png;base64,iVBORw0KGgo=", "https://example.com/cat.jpg"])
+
+
+def function_call(call_id: str, name: str, arguments: str) -> dict:
+    """A chat completion's tool call."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 user_part = st.one_of(
     words.map(lambda t: {"type": "text", "text": t}),
     images.map(lambda u: {"type": "image_url", "image_url": {"url": u}}),
@@ -50,11 +57,7 @@ user_message = st.one_of(words, st.lists(user_part, min_size=1, max_size=3)).map
     lambda c: {"role": "user", "content": c}
 )
 tool_call = st.tuples(ids, names, json_objects).map(
-    lambda t: {
-        "id": t[0],
-        "type": "function",
-        "function": {"name": t[1], "arguments": json.dumps(t[2], separators=(",", ":"))},
-    }
+    lambda t: function_call(t[0], t[1], json.dumps(t[2], separators=(",", ":")))
 )
 
 
@@ -159,12 +162,8 @@ def test_chat_request_in_anthropic_terms():
                 "role": "assistant",
                 "content": "",
                 "tool_calls": [
-                    {
-                        "id": "a",
-                        "type": "function",
-                        "function": {"name": "f", "arguments": '{"x":1}'},
-                    },
-                    {"id": "b", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+                    function_call("a", "f", '{"x":1}'),
+                    function_call("b", "g", "{}"),
                 ],
             },
             {"role": "tool", "tool_call_id": "a", "content": "1"},
@@ -263,13 +262,7 @@ def test_anthropic_request_in_chat_terms():
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [
-                {
-                    "id": "t1",
-                    "type": "function",
-                    "function": {"name": "f", "arguments": '{"a":[1]}'},
-                }
-            ],
+            "tool_calls": [function_call("t1", "f", '{"a":[1]}')],
         },
         {"role": "tool", "tool_call_id": "t1", "content": "Error: bad"},
         {"role": "user", "content": [{"type": "text", "text": "go on"}]},
@@ -406,6 +399,30 @@ def sse(events: list[tuple[str | None, dict | str]]) -> bytes:
     return out
 
 
+def block_start(index: int, block: dict) -> tuple[str, dict]:
+    """An Anthropic `content_block_start` event."""
+    return "content_block_start", {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": block,
+    }
+
+
+def block_delta(index: int, delta: dict) -> tuple[str, dict]:
+    """An Anthropic `content_block_delta` event."""
+    return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def block_stop(index: int) -> tuple[str, dict]:
+    """An Anthropic `content_block_stop` event."""
+    return "content_block_stop", {"type": "content_block_stop", "index": index}
+
+
+def json_delta(index: int, partial: str) -> tuple[str, dict]:
+    """An Anthropic tool-input delta."""
+    return block_delta(index, {"type": "input_json_delta", "partial_json": partial})
+
+
 ANTHROPIC_STREAM = sse(
     [
         (
@@ -430,86 +447,18 @@ ANTHROPIC_STREAM = sse(
             },
         ),
         ("ping", {"type": "ping"}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 0,
-                "content_block": {"type": "text", "text": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "Let me "},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": "check."},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 1,
-                "content_block": {
-                    "type": "tool_use",
-                    "id": "toolu_a",
-                    "name": "weather",
-                    "input": {},
-                },
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": ""},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": '{"city": '},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 1,
-                "delta": {"type": "input_json_delta", "partial_json": '"Paris"}'},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 1}),
-        (
-            "content_block_start",
-            {
-                "type": "content_block_start",
-                "index": 2,
-                "content_block": {"type": "tool_use", "id": "toolu_b", "name": "time", "input": {}},
-            },
-        ),
-        (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 2,
-                "delta": {"type": "input_json_delta", "partial_json": "{}"},
-            },
-        ),
-        ("content_block_stop", {"type": "content_block_stop", "index": 2}),
+        block_start(0, {"type": "text", "text": ""}),
+        block_delta(0, {"type": "text_delta", "text": "Let me "}),
+        block_delta(0, {"type": "text_delta", "text": "check."}),
+        block_stop(0),
+        block_start(1, {"type": "tool_use", "id": "toolu_a", "name": "weather", "input": {}}),
+        json_delta(1, ""),
+        json_delta(1, '{"city": '),
+        json_delta(1, '"Paris"}'),
+        block_stop(1),
+        block_start(2, {"type": "tool_use", "id": "toolu_b", "name": "time", "input": {}}),
+        json_delta(2, "{}"),
+        block_stop(2),
         (
             "message_delta",
             {
@@ -521,154 +470,55 @@ ANTHROPIC_STREAM = sse(
         ("message_stop", {"type": "message_stop"}),
     ]
 )
+
+
+def chunk(choices: list[dict], **extra: object) -> tuple[None, dict]:
+    """A chat completion chunk of the stream `c1`."""
+    head = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "gpt-x"}
+    return None, {**head, "choices": choices, **extra}
+
+
+def delta_chunk(delta: dict, finish_reason: str | None = None) -> tuple[None, dict]:
+    """A chunk with one delta for choice 0."""
+    return chunk([{"index": 0, "delta": delta, "finish_reason": finish_reason}])
+
+
+def tool_chunk(call: dict) -> tuple[None, dict]:
+    """A chunk with one tool-call delta."""
+    return delta_chunk({"tool_calls": [call]})
+
+
 CHAT_STREAM = sse(
     [
-        (
-            None,
+        delta_chunk({"role": "assistant", "content": ""}),
+        delta_chunk({"content": "Let me "}),
+        delta_chunk({"content": "check."}),
+        tool_chunk(
             {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": ""},
-                        "finish_reason": None,
-                    }
-                ],
-            },
+                "index": 0,
+                "id": "call_a",
+                "type": "function",
+                "function": {"name": "weather", "arguments": ""},
+            }
         ),
-        (
-            None,
+        tool_chunk({"index": 0, "function": {"arguments": '{"city": '}}),
+        tool_chunk({"index": 0, "function": {"arguments": '"Paris"}'}}),
+        tool_chunk(
             {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [{"index": 0, "delta": {"content": "Let me "}, "finish_reason": None}],
-            },
+                "index": 1,
+                "id": "call_b",
+                "type": "function",
+                "function": {"name": "time", "arguments": "{}"},
+            }
         ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [{"index": 0, "delta": {"content": "check."}, "finish_reason": None}],
-            },
-        ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {
-                            "tool_calls": [
-                                {
-                                    "index": 0,
-                                    "id": "call_a",
-                                    "type": "function",
-                                    "function": {"name": "weather", "arguments": ""},
-                                }
-                            ]
-                        },
-                        "finish_reason": None,
-                    }
-                ],
-            },
-        ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {
-                            "tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]
-                        },
-                        "finish_reason": None,
-                    }
-                ],
-            },
-        ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {
-                            "tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]
-                        },
-                        "finish_reason": None,
-                    }
-                ],
-            },
-        ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [
-                    {
-                        "index": 0,
-                        "delta": {
-                            "tool_calls": [
-                                {
-                                    "index": 1,
-                                    "id": "call_b",
-                                    "type": "function",
-                                    "function": {"name": "time", "arguments": "{}"},
-                                }
-                            ]
-                        },
-                        "finish_reason": None,
-                    }
-                ],
-            },
-        ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}],
-            },
-        ),
-        (
-            None,
-            {
-                "id": "c1",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": "gpt-x",
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": 24,
-                    "completion_tokens": 30,
-                    "total_tokens": 54,
-                    "prompt_tokens_details": {"cached_tokens": 4},
-                },
+        delta_chunk({}, "tool_calls"),
+        chunk(
+            [],
+            usage={
+                "prompt_tokens": 24,
+                "completion_tokens": 30,
+                "total_tokens": 54,
+                "prompt_tokens_details": {"cached_tokens": 4},
             },
         ),
         (None, "[DONE]"),
@@ -932,21 +782,9 @@ def test_responses_request_in_chat_terms():
             "role": "assistant",
             "content": "ok",
             "tool_calls": [
-                {
-                    "id": "c1",
-                    "type": "function",
-                    "function": {"name": "shell", "arguments": '{"cmd":"ls"}'},
-                },
-                {
-                    "id": "c2",
-                    "type": "function",
-                    "function": {"name": "apply_patch", "arguments": '{"input":"*** Begin"}'},
-                },
-                {
-                    "id": "c3",
-                    "type": "function",
-                    "function": {"name": "fs__read", "arguments": "{}"},
-                },
+                function_call("c1", "shell", '{"cmd":"ls"}'),
+                function_call("c2", "apply_patch", '{"input":"*** Begin"}'),
+                function_call("c3", "fs__read", "{}"),
             ],
         },
     ]
@@ -958,16 +796,8 @@ def test_responses_request_in_chat_terms():
                 "message": {
                     "content": None,
                     "tool_calls": [
-                        {
-                            "id": "k",
-                            "type": "function",
-                            "function": {"name": "apply_patch", "arguments": '{"input":"P"}'},
-                        },
-                        {
-                            "id": "j",
-                            "type": "function",
-                            "function": {"name": "fs__read", "arguments": "{}"},
-                        },
+                        function_call("k", "apply_patch", '{"input":"P"}'),
+                        function_call("j", "fs__read", "{}"),
                     ],
                 },
                 "finish_reason": "tool_calls",

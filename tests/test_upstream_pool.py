@@ -79,3 +79,5 @@ def test_a_full_pool_fails_with_an_error_naming_the_pool(make_gateway, make_fake
     assert error["code"] == "upstream_timeout"
     assert "small: connection pool exhausted (max_connections=2" in error["message"]
     assert "upstream_pool_exhausted" in gateway.log
+    metrics = httpx.get(gateway.url + "/metrics").text
+    assert 'tokone_upstream_failures_total{provider="small",reason="pool_exhausted"} 1.0' in metrics

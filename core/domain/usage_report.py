@@ -10,6 +10,7 @@ HTTP status of 400 or more.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -122,18 +123,23 @@ def _conditions(session: Session, wanted: UsageFilter) -> list[Any]:
     return conditions
 
 
-def usage_totals(engine: Engine, wanted: UsageFilter) -> UsageLine:
-    """Only the grand totals of :func:`usage_report` (one aggregate, no grouping: what a
-    list page over millions of rows needs)."""
-    errors = func.sum(case((col(UsageRecord.status) >= 400, 1), else_=0))
-    query = select(  # type: ignore[call-overload]  # sqlmodel's stubs stop at 4 columns
+def _sums() -> tuple[Any, ...]:
+    """The aggregates behind a :class:`UsageLine`'s numbers, in its order: requests, errors,
+    input, cached input and output tokens, cost."""
+    return (
         func.count(col(UsageRecord.id)),
-        errors,
+        func.sum(case((col(UsageRecord.status) >= 400, 1), else_=0)),
         func.sum(UsageRecord.input_tokens),
         func.sum(UsageRecord.cached_input_tokens),
         func.sum(UsageRecord.output_tokens),
         func.sum(UsageRecord.cost),
     )
+
+
+def usage_totals(engine: Engine, wanted: UsageFilter) -> UsageLine:
+    """Only the grand totals of :func:`usage_report` (one aggregate, no grouping: what a
+    list page over millions of rows needs)."""
+    query = select(*_sums())
     with Session(engine) as session:
         numbers = session.exec(query.where(*_conditions(session, wanted))).one()
     return UsageLine("", None, "", "", *(int(n or 0) for n in numbers))
@@ -141,26 +147,16 @@ def usage_totals(engine: Engine, wanted: UsageFilter) -> UsageLine:
 
 def usage_report(engine: Engine, wanted: UsageFilter) -> UsageReport:
     """Sum the usage records `wanted` selects, per account, key and model."""
-    errors = func.sum(case((col(UsageRecord.status) >= 400, 1), else_=0))
     query = (
-        select(  # type: ignore[call-overload]  # sqlmodel's stubs stop at 4 columns
-            Account.name,
-            UsageRecord.key_id,
-            ApiKey.prefix,
-            UsageRecord.model,
-            func.count(col(UsageRecord.id)),
-            errors,
-            func.sum(UsageRecord.input_tokens),
-            func.sum(UsageRecord.cached_input_tokens),
-            func.sum(UsageRecord.output_tokens),
-            func.sum(UsageRecord.cost),
+        select(Account.name, UsageRecord.key_id, ApiKey.prefix, UsageRecord.model, *_sums())
+        .join(Account, col(Account.id) == col(UsageRecord.account_id))
+        .join(ApiKey, col(ApiKey.id) == col(UsageRecord.key_id), isouter=True)
+        .group_by(
+            col(Account.name), col(UsageRecord.key_id), col(ApiKey.prefix), col(UsageRecord.model)
         )
-        .join(Account, Account.id == UsageRecord.account_id)
-        .join(ApiKey, ApiKey.id == UsageRecord.key_id, isouter=True)
-        .group_by(Account.name, UsageRecord.key_id, ApiKey.prefix, UsageRecord.model)
     )
     with Session(engine) as session:
-        rows = session.exec(query.where(*_conditions(session, wanted))).all()
+        rows: Sequence[Any] = session.exec(query.where(*_conditions(session, wanted))).all()
     report = UsageReport(wanted)
     totals = report.totals
     for account, key_id, prefix, model, *numbers in rows:

@@ -1,7 +1,8 @@
 """The application factory: the inference ingress in front of the Litestar app.
 
 Architecture: :class:`~tokone.core.http.inference.InferenceIngress` serves every inference
-POST of every family (bare ASGI, see its module); Litestar serves the rest. A route that
+endpoint of every family — the POSTs and the Responses WebSocket (bare ASGI, see its
+module); Litestar serves the rest and has no inference route. A route that
 needs the caller takes a `principal: Caller` parameter (see
 :data:`tokone.core.http.ingress.Caller`), filled by the app's `principal` dependency from
 the key. A `GatewayError` raised by a route or by that dependency is answered by one
@@ -37,7 +38,7 @@ from tokone.core.http.ingress import (
 from tokone.core.http.routes_anthropic import anthropic_inference_routes
 from tokone.core.http.routes_gemini import gemini_handlers, gemini_inference_prefixes
 from tokone.core.http.routes_openai import openai_handlers, openai_inference_routes
-from tokone.core.http.routes_responses_ws import responses_ws_handlers
+from tokone.core.http.routes_responses_ws import responses_ws_routes
 from tokone.core.logs import configure_logging
 from tokone.core.types import Family, Principal
 
@@ -90,7 +91,7 @@ def ping_database(gateway: Gateway) -> None:
 
 def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
     """Build the ASGI app for `config` (or an already-built `gateway`): the inference POSTs
-    on the inference ingress, everything else on Litestar."""
+    and WebSocket on the inference ingress, everything else on Litestar."""
     configure_logging(config.server.log_level)
     gateway = gateway or Gateway(config)
 
@@ -114,7 +115,6 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
     app = Litestar(
         route_handlers=[
             *openai_handlers(gateway),
-            *responses_ws_handlers(gateway),
             *gemini_handlers(gateway),
             healthz,
             readyz,
@@ -137,4 +137,5 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
     )
     routes = {**openai_inference_routes(gateway), **anthropic_inference_routes(gateway)}
     prefixes = gemini_inference_prefixes(gateway)
-    return InferenceIngress(app, routes, config.server.max_body_bytes, prefixes)
+    sockets = responses_ws_routes(gateway)
+    return InferenceIngress(app, routes, config.server.max_body_bytes, prefixes, sockets)

@@ -1,13 +1,14 @@
-"""The one inference ingress: every inference POST of every family, as bare ASGI.
+"""The one inference ingress: every inference endpoint of every family, as bare ASGI.
 
 Architecture: :class:`InferenceIngress` sits in front of the Litestar app. A POST on one of
 the exact inference paths (OpenAI's `/v1/chat/completions`, ..., Anthropic's `/v1/messages`,
 ...) or under a Gemini prefix (`/v1beta/models/`, `/v1/models/`, for
-`models/{model}:{action}`) is served here; everything else — model listings, the Responses
-WebSocket, the admin API, the dashboard, the OpenAPI schema — goes to Litestar unchanged.
-These routes carry nearly all of the traffic and need none of Litestar's request machinery
-(parameter parsing, dependency injection, response conversion), which measured at 2-3x the
-cost of a bare ASGI handler here (a trivial POST: 16-18k req/s through Litestar, 35-50k bare).
+`models/{model}:{action}`), and the Responses API's WebSocket (`GET /v1/responses`
+upgraded), are served here; Litestar has no inference route at all: it serves the rest —
+model listings, the admin API, the dashboard, the OpenAPI schema — unchanged. These routes
+carry nearly all of the traffic and need none of Litestar's request machinery (parameter
+parsing, dependency injection, response conversion), which measured at 2-3x the cost of a
+bare ASGI handler here (a trivial POST: 16-18k req/s through Litestar, 35-50k bare).
 
 This module owns, once for all families:
 
@@ -25,11 +26,21 @@ This module owns, once for all families:
 
 The family handlers (`routes_openai.serve`, `routes_anthropic.serve`, `routes_gemini.serve`)
 see an :class:`Incoming` with the few parts of a request they read, and return a `Reply`.
+
+A WebSocket needs no more than ASGI gives: the server (uvicorn) does the handshake and the
+framing, so a :class:`Socket` is the few ASGI events (`websocket.connect` ->
+`websocket.accept`, or the handshake refused with an HTTP answer through the
+`websocket.http.response` extension; `websocket.receive` / `websocket.send`;
+`websocket.close` / `websocket.disconnect`). Its handler (`routes_responses_ws.serve_socket`)
+reads the handshake as an :class:`Incoming` and serves frames; a `GatewayError` it raises
+before accepting refuses the handshake in the family's shape (with `x-request-id`), and a bug
+is logged and answered as a 500 refusal, or a 1011 close once the socket is open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import cast
 from urllib.parse import parse_qsl
@@ -44,6 +55,8 @@ from litestar.types import (
     ReceiveMessage,
     Scope,
     Send,
+    WebSocketReceiveEvent,
+    WebSocketReceiveMessage,
 )
 from tokone.core.errors import GatewayError
 from tokone.core.http.ingress import error_reply, new_request_id
@@ -52,10 +65,18 @@ from tokone.core.types import Family, Reply
 Handler = Callable[["Incoming"], Awaitable[Reply]]
 Route = tuple[Family, Handler]
 """An inference route: the family (for error answers) and the handler serving it."""
+SocketHandler = Callable[["Socket"], Awaitable[None]]
+SocketRoute = tuple[Family, SocketHandler]
+"""A WebSocket route: the family (for a refused handshake) and the handler serving it."""
+DENIAL = "websocket.http.response"
+"""The ASGI extension that lets an app answer a WebSocket handshake with an HTTP response."""
+POLICY_VIOLATION = 1008
+INTERNAL_ERROR = 1011
 
 
 class Incoming:
-    """The parts of an HTTP request the ingress code reads, straight from the ASGI scope."""
+    """The parts of an HTTP request (or a WebSocket handshake) the ingress code reads,
+    straight from the ASGI scope."""
 
     __slots__ = ("_headers", "body", "request_id", "scope")
 
@@ -174,6 +195,88 @@ async def _until_disconnect(receive: Receive) -> None:
             return
 
 
+class Socket:
+    """One WebSocket connection as its ASGI events; `request` is its handshake."""
+
+    __slots__ = ("_receive", "_send", "accepted", "request")
+
+    def __init__(self, request: Incoming, receive: Receive, send: Send) -> None:
+        self.request = request
+        """The handshake (headers, query string, client; no body) and its request id."""
+        self.accepted = False
+        """Whether the handshake was accepted (frames may be sent)."""
+        self._receive = receive
+        self._send = send
+
+    async def accept(self) -> None:
+        """Accept the handshake; the answer carries the handshake's `x-request-id`."""
+        headers = [(b"x-request-id", self.request.request_id.encode())]
+        await self._send({"type": "websocket.accept", "subprotocol": None, "headers": headers})
+        self.accepted = True
+
+    async def connected(self) -> bool:
+        """Wait for the client's `websocket.connect`; False if it disconnected instead."""
+        message = cast(WebSocketReceiveMessage, await self._receive())
+        return message["type"] == "websocket.connect"
+
+    async def refuse(self, family: Family, error: GatewayError) -> None:
+        """Refuse the handshake with `error` as an HTTP answer in `family`'s shape (with
+        `x-request-id`), or, where the server lacks the `websocket.http.response` extension,
+        with a 1008 close carrying its message."""
+        if DENIAL not in (self.request.scope.get("extensions") or {}):
+            await self.close(POLICY_VIOLATION, error.message)
+            return
+        reply = error_reply(family, error, self.request.request_id)
+        headers = reply_headers(reply)
+        headers.append((b"content-length", str(len(reply.body)).encode()))
+        await self._send(
+            {"type": "websocket.http.response.start", "status": reply.status, "headers": headers}
+        )
+        await self._send(
+            {"type": "websocket.http.response.body", "body": reply.body, "more_body": False}
+        )
+
+    async def receive(self) -> str | bytes | None:
+        """The next frame from the client (text or bytes), None once it has disconnected."""
+        message = cast(WebSocketReceiveMessage, await self._receive())
+        if message["type"] == "websocket.disconnect":
+            return None
+        # After `websocket.connect`, receive() yields websocket.receive/disconnect only.
+        frame = cast(WebSocketReceiveEvent, message)
+        return frame.get("text") or frame.get("bytes") or ""
+
+    async def send_text(self, text: str) -> None:
+        """Send one text frame (an `OSError` if the client has gone)."""
+        await self._send({"type": "websocket.send", "bytes": None, "text": text})
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection with `code` and `reason` (at most 123 bytes in the frame)."""
+        reason = reason.encode()[:120].decode(errors="ignore")
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def serve_socket(route: SocketRoute, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run a WebSocket route's handler on one connection: a `GatewayError` before the
+    handshake is accepted refuses it in the family's shape; a bug is logged and refuses it
+    (500) or, once open, closes it with 1011."""
+    family, handler = route
+    socket = Socket(Incoming(scope, b"", new_request_id()), receive, send)
+    if not await socket.connected():
+        return
+    try:
+        await handler(socket)
+    except Exception as exc:
+        if isinstance(exc, GatewayError) and not socket.accepted:
+            await socket.refuse(family, exc)
+            return
+        failure = internal_error(scope["path"], socket.request.request_id)  # a bug: logged
+        with contextlib.suppress(OSError, RuntimeError):  # the client may have gone
+            if socket.accepted:
+                await socket.close(INTERNAL_ERROR, failure.message)
+            else:
+                await socket.refuse(family, failure)
+
+
 def bind_routes(
     family: Family,
     paths: dict[str, str],
@@ -189,10 +292,11 @@ def bind_routes(
 
 
 class InferenceIngress:
-    """Serve the inference POSTs; hand every other request to `app` (Litestar).
+    """Serve the inference POSTs and WebSockets; hand every other request to `app` (Litestar).
 
     `routes` maps exact paths to their route; `prefixes` maps path prefixes (Gemini's
-    `/v1beta/models/`, `/v1/models/`) to theirs, tried only when no exact path matched.
+    `/v1beta/models/`, `/v1/models/`) to theirs, tried only when no exact path matched;
+    `sockets` maps exact paths to their WebSocket route.
     """
 
     def __init__(
@@ -201,10 +305,12 @@ class InferenceIngress:
         routes: dict[str, Route],
         max_body: int,
         prefixes: dict[str, Route] | None = None,
+        sockets: dict[str, SocketRoute] | None = None,
     ) -> None:
         self.app = app
         self.routes = routes
         self.prefixes = tuple((prefixes or {}).items())
+        self.sockets = sockets or {}
         self.max_body = max_body
 
     def route_for(self, path: str) -> Route | None:
@@ -216,12 +322,19 @@ class InferenceIngress:
                     return prefixed
         return route
 
+    def socket_for(self, path: str) -> SocketRoute | None:
+        """The WebSocket route serving an upgraded `GET` on `path`, if any."""
+        return self.sockets.get(path)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Route one ASGI connection."""
         route = None
         # Only an http scope has a method, so `scope` is an HTTPScope when it is looked at.
         if scope["type"] == "http" and cast(HTTPScope, scope)["method"] == "POST":
             route = self.route_for(scope["path"])
+        elif scope["type"] == "websocket" and (socket := self.socket_for(scope["path"])):
+            await serve_socket(socket, scope, receive, send)
+            return
         if route is None:
             await self.app(scope, receive, send)
             return

@@ -14,16 +14,13 @@ from bisect import bisect_left, bisect_right
 from functools import partial
 from typing import Any
 
-import msgspec
 from litestar import Request, Response
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
 from tokone.core.http.inference import Incoming, Route, bind_routes
-from tokone.core.http.ingress import OutputCap, client_address, client_key, decode_body
-from tokone.core.http.routes_openai import visible_models
-from tokone.core.model_names import check_model
-from tokone.core.types import Call, Family, Principal, Reply
+from tokone.core.http.routes_openai import BodyParams, start_call, visible_models
+from tokone.core.types import Family, Principal, Reply
 
 FAMILY = Family.ANTHROPIC
 VERSION_HEADER = "anthropic-version"
@@ -32,36 +29,13 @@ REQUEST_TIERS = {"standard_only": "default"}
 MODEL_CREATED_AT = "1970-01-01T00:00:00Z"
 
 
-class AnthropicParams(msgspec.Struct):
-    """The only fields of a Messages request body the gateway reads."""
-
-    model: str = ""
-    stream: bool | None = False
-    max_tokens: OutputCap | None = None
-    service_tier: str | None = None
-    messages: list[msgspec.Raw] | None = None
-    """Only checked to be an array (its items are passed on unparsed)."""
-
-
 async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Reply:
     """Authenticate, parse and run one Anthropic-family call."""
-    principal = await pipeline.authenticate(gateway, client_key(request))
-    raw = request.body
-    params = decode_body(raw, AnthropicParams)
-    if not params.model:
-        raise GatewayError("invalid_request", "model: Field required", param="model")
-    call = Call(
-        request_id=request.request_id,
-        family=FAMILY,
-        endpoint=endpoint,
-        model=check_model(params.model, slashes=True),
-        raw=raw,
-        stream=bool(params.stream) and endpoint == "messages",
-        principal=principal,
-        client=client_address(request),
-        service_tier=REQUEST_TIERS.get(params.service_tier or ""),
-        max_output_tokens=params.max_tokens,
+    call, params = await start_call(
+        gateway, request, FAMILY, endpoint, BodyParams, "model: Field required", {"messages"}
     )
+    call.service_tier = REQUEST_TIERS.get(params.service_tier or "")
+    call.max_output_tokens = params.max_tokens
     headers = request.headers
     call.api_version = headers.get(VERSION_HEADER) or None
     call.beta = ",".join(headers.getall("anthropic-beta", [])) or None

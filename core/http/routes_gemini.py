@@ -10,6 +10,8 @@ anything else). ``POST /v1/models/…`` shares its path with OpenAI's ``GET /v1/
 only the methods differ. ``GET /v1/models[/{model}]`` itself is OpenAI's route, which answers
 in Gemini's shape through :func:`list_models_response` / :func:`get_model_response` when the
 request carries ``x-goog-api-key`` (see :func:`tokone.core.http.ingress.wants_gemini`).
+The listings name every model a Gemini client can call: through a Gemini channel or a
+translated one (:func:`tokone.core.http.listing.family_models`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from tokone.core.http.ingress import (
     client_key,
     decode_body,
 )
-from tokone.core.model_names import check_model, model_allowed
+from tokone.core.http.listing import family_models
+from tokone.core.model_names import check_model
 from tokone.core.types import GEMINI_ACTIONS, Call, Family, Principal, Reply
 
 FAMILY = Family.GEMINI
@@ -116,13 +119,8 @@ def gemini_inference_prefixes(gateway: Gateway) -> dict[str, Route]:
 
 
 def gemini_models(gateway: Gateway, principal: Principal) -> list[str]:
-    """Concrete model names the key may call through providers that speak Gemini natively."""
-    names: set[str] = set()
-    for adapter in gateway.adapters.values():
-        if adapter.provider.enabled and FAMILY in adapter.families:
-            names.update(m for m in adapter.provider.models if "*" not in m)
-            names.update(adapter.provider.model_map)
-    return sorted(m for m in names if model_allowed(m, principal.models))
+    """Concrete model names the key may call from Gemini: natively or through a translator."""
+    return family_models(gateway, principal, FAMILY, METHODS)
 
 
 def model_object(name: str) -> dict[str, Any]:

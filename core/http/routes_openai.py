@@ -7,8 +7,9 @@ app's `principal` dependency and answer a Gemini or Anthropic client in its own 
 
 from __future__ import annotations
 
+from collections.abc import Container
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get
@@ -28,50 +29,83 @@ from tokone.core.http.ingress import (
     decode_body,
     listing_family,
 )
-from tokone.core.model_names import check_model, model_allowed
+from tokone.core.http.listing import model_names
+from tokone.core.model_names import check_model
 from tokone.core.types import Call, Family, Principal, Reply
 
 FAMILY = Family.OPENAI
 
 
-class OpenAIParams(msgspec.Struct):
-    """The only fields of an OpenAI request body the gateway reads."""
+class BodyParams(msgspec.Struct):
+    """The fields of a request body the gateway reads in both the OpenAI and Anthropic families."""
 
     model: str = ""
     stream: bool | None = False
     max_tokens: OutputCap | None = None
-    max_completion_tokens: OutputCap | None = None
-    max_output_tokens: OutputCap | None = None
     service_tier: str | None = None
-    n: Choices | None = None
-    best_of: Choices | None = None
-    """Legacy completions: candidates generated (and billed) upstream, of which `n` return."""
     messages: list[msgspec.Raw] | None = None
     """Only checked to be an array (its items are passed on unparsed)."""
 
 
-async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Reply:
-    """Authenticate, parse and run one OpenAI-family inference call."""
+class OpenAIParams(BodyParams):
+    """The only fields of an OpenAI request body the gateway reads."""
+
+    max_completion_tokens: OutputCap | None = None
+    max_output_tokens: OutputCap | None = None
+    n: Choices | None = None
+    best_of: Choices | None = None
+    """Legacy completions: candidates generated (and billed) upstream, of which `n` return."""
+
+
+Params = TypeVar("Params", bound=BodyParams)
+
+
+async def start_call(
+    gateway: Gateway,
+    request: Incoming,
+    family: Family,
+    endpoint: str,
+    params_type: type[Params],
+    no_model: str,
+    streamable: Container[str],
+) -> tuple[Call, Params]:
+    """Authenticate the caller and read `params_type` from the body: the call with the fields
+    both families set alike, and the params for the rest. A body without `model` is refused
+    with `no_model` (each family words it its own way)."""
     principal = await pipeline.authenticate(gateway, client_key(request))
     raw = request.body
-    params = decode_body(raw, OpenAIParams)
+    params = decode_body(raw, params_type)
     if not params.model:
-        raise GatewayError("invalid_request", "The 'model' field is required.", param="model")
+        raise GatewayError("invalid_request", no_model, param="model")
     call = Call(
         request_id=request.request_id,
-        family=FAMILY,
+        family=family,
         endpoint=endpoint,
         model=check_model(params.model, slashes=True),
         raw=raw,
-        stream=bool(params.stream) and endpoint in STREAMABLE,
+        stream=bool(params.stream) and endpoint in streamable,
         principal=principal,
         client=client_address(request),
-        service_tier=params.service_tier,
-        max_output_tokens=params.max_completion_tokens
-        or params.max_tokens
-        or params.max_output_tokens,
-        choices=max(params.n or 1, params.best_of or 1),
     )
+    return call, params
+
+
+async def serve(gateway: Gateway, request: Incoming, endpoint: str) -> Reply:
+    """Authenticate, parse and run one OpenAI-family inference call."""
+    call, params = await start_call(
+        gateway,
+        request,
+        FAMILY,
+        endpoint,
+        OpenAIParams,
+        "The 'model' field is required.",
+        STREAMABLE,
+    )
+    call.service_tier = params.service_tier
+    call.max_output_tokens = (
+        params.max_completion_tokens or params.max_tokens or params.max_output_tokens
+    )
+    call.choices = max(params.n or 1, params.best_of or 1)
     return await pipeline.run(gateway, call)
 
 
@@ -80,12 +114,7 @@ STREAMABLE = frozenset({"chat.completions", "completions", "responses"})
 
 def visible_models(gateway: Gateway, principal: Principal) -> list[str]:
     """Concrete model names the key may call, across enabled providers (wildcards omitted)."""
-    names: set[str] = set()
-    for adapter in gateway.adapters.values():
-        if adapter.provider.enabled:
-            names.update(m for m in adapter.provider.models if "*" not in m)
-            names.update(adapter.provider.model_map)
-    return sorted(m for m in names if model_allowed(m, principal.models))
+    return model_names(gateway.adapters.values(), principal)
 
 
 def model_object(name: str) -> dict[str, Any]:

@@ -30,48 +30,37 @@ Here:
   for the next turn; only a key that is no longer valid closes it (code 1008, after the
   frame), and a bug (logged, answered with an ``internal`` error frame) closes it with 1011.
 
-Architecture: this is the one inference transport that stays a Litestar route. Litestar's
-cost here is per connection (the handshake), not per turn, and a raw-ASGI WebSocket would
-re-implement the handshake, frame receiving and close handling that Litestar already does;
-the per-turn work is the inference ingress's own: the size limit and its answer
-(:func:`~tokone.core.http.inference.too_large`, the same `[server] max_body_bytes`), the
-internal-error answer (:func:`~tokone.core.http.inference.internal_error`), the family's
-error body, and a refused handshake written like any reply
-(:func:`~tokone.core.http.inference.reply_headers`, one `content-type`).
+Architecture: a WebSocket route of the inference ingress
+(:class:`~tokone.core.http.inference.InferenceIngress`, bare ASGI like every inference
+endpoint; Litestar is not involved). The server (uvicorn) does the handshake and the framing;
+the ingress's :class:`~tokone.core.http.inference.Socket` is the ASGI events, and the
+ingress answers a handshake refused by a `GatewayError` (in OpenAI shape, one
+`content-type`, `x-request-id`) and a bug (logged; a 500 refusal or a 1011 close). The
+per-turn work is the ingress's own too: the size limit and its answer
+(:func:`~tokone.core.http.inference.too_large`, the same `[server] max_body_bytes`) and the
+family's error body.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, cast
+from typing import Any
 
 import msgspec
-from litestar import WebSocket, websocket
-from litestar.exceptions import WebSocketDisconnect
-from litestar.handlers import BaseRouteHandler
-from litestar.types import WebSocketResponseBodyEvent, WebSocketResponseStartEvent
 from tokone.core import pipeline
 from tokone.core.errors import GatewayError, error_body
 from tokone.core.gateway import Gateway
-from tokone.core.http.inference import internal_error, reply_headers, too_large
-from tokone.core.http.ingress import (
-    client_address,
-    client_key,
-    decode_body,
-    error_reply,
-    new_request_id,
-)
+from tokone.core.http.inference import POLICY_VIOLATION, Socket, SocketRoute, too_large
+from tokone.core.http.ingress import client_address, client_key, decode_body, new_request_id
 from tokone.core.http.routes_openai import OpenAIParams
 from tokone.core.model_names import check_model
 from tokone.core.types import Call, Candidate, Family, Principal
 from tokone.core.upstream import UpstreamReply, sse_data
 
 FAMILY = Family.OPENAI
+PATH = "/v1/responses"
 ENVELOPE = ("type", "stream_id")
 """WebSocket-only fields of a `response.create` event, not part of `POST /v1/responses`."""
-POLICY_VIOLATION = 1008
-INTERNAL_ERROR = 1011
-DENIAL = "websocket.http.response"
 
 
 def error_frame(error: GatewayError, stream_id: Any = None) -> dict[str, Any]:
@@ -137,31 +126,14 @@ def tagged(data: bytes, stream_id: Any) -> str:
     return msgspec.json.encode(event).decode()
 
 
-async def send_event(socket: WebSocket[Any, Any, Any], event: dict[str, Any]) -> None:
+async def send_event(socket: Socket, event: dict[str, Any]) -> None:
     """Send one event as a JSON text frame."""
     await socket.send_text(msgspec.json.encode(event).decode())
 
 
-async def refuse(socket: WebSocket[Any, Any, Any], error: GatewayError) -> None:
-    """Refuse the handshake with an HTTP error in OpenAI shape (a close where unsupported)."""
-    await socket.receive()  # the `websocket.connect` event
-    if DENIAL not in (socket.scope.get("extensions") or {}):
-        reason = error.message.encode()[:120].decode(errors="ignore")
-        await socket.close(code=POLICY_VIOLATION, reason=reason)
-        return
-    reply = error_reply(FAMILY, error)
-    headers = reply_headers(reply)
-    headers.append((b"content-length", str(len(reply.body)).encode()))
-    # f-strings type as `str`, not the TypedDicts' Literal tags; more_body is optional in ASGI.
-    start = {"type": f"{DENIAL}.start", "status": reply.status, "headers": headers}
-    await socket.send(cast(WebSocketResponseStartEvent, start))
-    body = {"type": f"{DENIAL}.body", "body": reply.body}
-    await socket.send(cast(WebSocketResponseBodyEvent, body))
-
-
 async def relay_turn(
     gateway: Gateway,
-    socket: WebSocket[Any, Any, Any],
+    socket: Socket,
     call: Call,
     candidate: Candidate,
     reply: UpstreamReply,
@@ -187,9 +159,7 @@ async def relay_turn(
                     await socket.send_text(tagged(data, stream_id))
 
 
-async def run_turn(
-    gateway: Gateway, socket: WebSocket[Any, Any, Any], key: str, frame: str | bytes
-) -> bool:
+async def run_turn(gateway: Gateway, socket: Socket, key: str, frame: str | bytes) -> bool:
     """Serve one client frame; return False when the connection must close (key invalid)."""
     try:
         principal = await pipeline.authenticate(gateway, key)
@@ -201,7 +171,7 @@ async def run_turn(
         event = parse_event(frame, gateway.config.server.max_body_bytes)
         stream_id = event.get("stream_id")
         call = turn_call(event, principal)
-        call.client = client_address(socket)
+        call.client = client_address(socket.request)
         candidate, reply = await pipeline.start(gateway, call)
     except GatewayError as error:
         await send_event(socket, error_frame(error, stream_id))
@@ -210,40 +180,30 @@ async def run_turn(
     return True
 
 
-async def serve_socket(gateway: Gateway, socket: WebSocket[Any, Any, Any]) -> None:
-    """Authenticate the handshake, then serve turns until the client closes."""
-    try:
-        key = client_key(socket)
-        await pipeline.authenticate(gateway, key)
-    except GatewayError as error:
-        await refuse(socket, error)
-        return
+async def serve_socket(gateway: Gateway, socket: Socket) -> None:
+    """Authenticate the handshake (a `GatewayError` refuses it), then serve turns until the
+    client closes."""
+    key = client_key(socket.request)
+    await pipeline.authenticate(gateway, key)
     assert key is not None
     await socket.accept()
     try:
-        while True:
-            message = await socket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            # After the disconnect check, only websocket.receive events arrive here.
-            frame = cast("str | bytes", message.get("text") or message.get("bytes") or "")
+        while (frame := await socket.receive()) is not None:
             if not await run_turn(gateway, socket, key, frame):
-                await socket.close(code=POLICY_VIOLATION, reason="API key no longer valid")
+                await socket.close(POLICY_VIOLATION, "API key no longer valid")
                 return
-    except (WebSocketDisconnect, OSError):  # the client went away mid-turn
+    except OSError:  # the client went away mid-turn (uvicorn's ClientDisconnected)
         gateway.log.info("responses_ws_client_gone")
-    except Exception:  # a bug, not bad input: say so, then close
-        failure = internal_error(socket.scope["path"], new_request_id())
-        with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-            await send_event(socket, error_frame(failure))
-            await socket.close(code=INTERNAL_ERROR, reason="Internal error.")
+    except Exception:  # a bug, not bad input: say so; the ingress logs it and closes (1011)
+        with contextlib.suppress(OSError):
+            await send_event(socket, error_frame(GatewayError("internal", "Internal error.")))
+        raise
 
 
-def responses_ws_handlers(gateway: Gateway) -> list[BaseRouteHandler]:
-    """The WebSocket route of the Responses API, bound to `gateway`."""
+def responses_ws_routes(gateway: Gateway) -> dict[str, SocketRoute]:
+    """The inference ingress's WebSocket route of the Responses API, bound to `gateway`."""
 
-    @websocket("/v1/responses", name="responses.websocket")
-    async def responses_socket(socket: WebSocket[Any, Any, Any]) -> None:
+    async def serve(socket: Socket) -> None:
         await serve_socket(gateway, socket)
 
-    return [responses_socket]
+    return {PATH: (FAMILY, serve)}

@@ -118,6 +118,9 @@ class UsageRecord(SQLModel, table=True):
     account_id: int = Field(foreign_key="accounts.id")
     key_id: int | None = Field(default=None, index=True)
     endpoint: str = ""
+    stream: bool = False
+    """True when the client asked for a streamed reply (SSE, a Gemini stream, a WebSocket
+    Responses turn)."""
     model: str = ""
     provider: str = ""
     upstream_model: str = ""

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import available_timezones
 
 import msgspec
-from litestar import Controller, get, put
+from litestar import Controller, Request, get, put
 from litestar.openapi.spec import OpenAPIType, Schema
 from sqlmodel import Session
 from tokone.core.domain.accounts import get_account
@@ -18,7 +18,7 @@ from tokone.core.domain.key_ops import get_key
 from tokone.core.domain.spend_limits import key_limit_info, set_account_budget, set_key_limits
 from tokone.core.gateway import Gateway
 from tokone.plugins.admin_api.bodies import AccountName, KeyId, KeyIn
-from tokone.plugins.admin_api.shared import ERRORS
+from tokone.plugins.admin_api.shared import ERRORS, record
 
 MAX_LIMIT = 2**62
 Limit = Annotated[int, msgspec.Meta(ge=0, le=MAX_LIMIT)]
@@ -154,6 +154,22 @@ def limits_out(gateway: Gateway, key_id: int) -> KeyLimitsOut:
     )
 
 
+def limit_settings(out: KeyLimitsOut) -> dict[str, Any]:
+    """The settable part of a key's limits, for the audit log (not what it spent)."""
+    return {
+        "spend_limit_micro": out.spend_limit_micro,
+        "period_limit_micro": out.period_limit_micro,
+        "limit_period": out.limit_period,
+        "limit_timezone": out.limit_timezone,
+        "allowed_ips": out.allowed_ips,
+    }
+
+
+def alert_settings(out: AlertsOut) -> dict[str, Any]:
+    """The settable part of an account's alerts, for the audit log (not its deliveries)."""
+    return {"threshold_micro": out.threshold_micro, "webhook": out.webhook, "email": out.email}
+
+
 def alerts_out(gateway: Gateway, name: str) -> AlertsOut:
     """The answer for one account."""
     with Session(gateway.engine) as session:
@@ -178,8 +194,15 @@ class LimitsController(Controller):
         return limits_out(gateway, key_id)
 
     @put("/keys/{key_id:int}/limits", sync_to_thread=True, responses=ERRORS)
-    def key_limits_put(self, key_id: KeyId, data: KeyLimitsIn, gateway: Gateway) -> KeyLimitsOut:
-        """Replace the key's limits and IP allow-list (effective within a second)."""
+    def key_limits_put(
+        self,
+        key_id: KeyId,
+        data: KeyLimitsIn,
+        gateway: Gateway,
+        request: Request[Any, Any, Any],
+    ) -> KeyLimitsOut:
+        """Replace the key's limits and IP allow-list (effective within a second); audited."""
+        before = limit_settings(limits_out(gateway, key_id))
         set_key_limits(
             gateway.engine,
             key_id,
@@ -189,12 +212,28 @@ class LimitsController(Controller):
             timezone=data.limit_timezone,
             allowed_ips=data.allowed_ips,
         )
-        return limits_out(gateway, key_id)
+        after = limits_out(gateway, key_id)
+        record(gateway, request, "key.limits", f"key:{key_id}", before, limit_settings(after))
+        return after
 
     @put("/accounts/{name:str}/budget", sync_to_thread=True, responses=ERRORS)
-    def account_budget_put(self, name: AccountName, data: BudgetIn, gateway: Gateway) -> None:
-        """Set or remove the account's budget per period."""
+    def account_budget_put(
+        self,
+        name: AccountName,
+        data: BudgetIn,
+        gateway: Gateway,
+        request: Request[Any, Any, Any],
+    ) -> None:
+        """Set or remove the account's budget per period; audited."""
+        with Session(gateway.engine) as session:
+            account = get_account(session, name)
+        before = {"budget": account.budget, "period": account.budget_period}
         set_account_budget(gateway.engine, name, data.budget_micro, data.period)
+        after = {
+            "budget": data.budget_micro,
+            "period": data.period if data.budget_micro is not None else None,
+        }
+        record(gateway, request, "account.budget", f"account:{name}", before, after)
 
     @get("/accounts/{name:str}/alerts", sync_to_thread=True, responses=ERRORS)
     def account_alerts_get(self, name: AccountName, gateway: Gateway) -> AlertsOut:
@@ -202,8 +241,15 @@ class LimitsController(Controller):
         return alerts_out(gateway, name)
 
     @put("/accounts/{name:str}/alerts", sync_to_thread=True, responses=ERRORS)
-    def account_alerts_put(self, name: AccountName, data: AlertsIn, gateway: Gateway) -> AlertsOut:
-        """Replace the account's low-balance threshold and alert destinations."""
+    def account_alerts_put(
+        self,
+        name: AccountName,
+        data: AlertsIn,
+        gateway: Gateway,
+        request: Request[Any, Any, Any],
+    ) -> AlertsOut:
+        """Replace the account's low-balance threshold and alert destinations; audited."""
+        before = alert_settings(alerts_out(gateway, name))
         set_account_alerts(
             gateway.engine,
             name,
@@ -211,4 +257,6 @@ class LimitsController(Controller):
             webhook=data.webhook,
             email=data.email,
         )
-        return alerts_out(gateway, name)
+        after = alerts_out(gateway, name)
+        record(gateway, request, "account.alerts", f"account:{name}", before, alert_settings(after))
+        return after

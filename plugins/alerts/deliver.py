@@ -13,13 +13,16 @@ HMAC-SHA256, keyed with ``webhook_secret``, of ``"<t>." + body`` (the raw JSON b
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import smtplib
 import time
 from dataclasses import dataclass
 from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Engine, text
@@ -72,17 +75,46 @@ def claim_due(engine: Engine, limit: int = 50) -> list[Attempt]:
     return claimed
 
 
-def record(engine: Engine, attempt: Attempt, error: str | None, waits: list[float]) -> None:
-    """Record an attempt: delivered, retried after the next wait, or failed for good."""
+def record(
+    engine: Engine, attempt: Attempt, error: str | None, waits: list[float], final: bool = False
+) -> None:
+    """Record an attempt: delivered, retried after the next wait, or failed for good (after
+    the last wait, or at once when `final`)."""
     now = time.time()
     with engine.begin() as conn:
         if error is None:
             conn.execute(DELIVERED, {"id": attempt.id, "now": now})
-        elif attempt.attempt > len(waits):
+        elif final or attempt.attempt > len(waits):
             conn.execute(FAILED, {"id": attempt.id, "error": error[:500]})
         else:
             wait = waits[attempt.attempt - 1]
             conn.execute(RETRY, {"id": attempt.id, "at": now + wait, "error": error[:500]})
+
+
+class RefusedTarget(Exception):
+    """A webhook address the settings do not allow (a non-public address); never retried."""
+
+
+async def check_public(url: str) -> None:
+    """Raise :class:`RefusedTarget` unless every address `url`'s host resolves to is public.
+
+    The check is made at delivery time (a name may resolve differently later); the name is
+    resolved again by the HTTP client, so a DNS answer that changes between the two is not
+    caught: a deliberate trade-off, documented in the README.
+    """
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port)
+    except OSError as exc:
+        raise RuntimeError(f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
+        if not address.is_global:
+            raise RefusedTarget(
+                f"webhook host {host!r} resolves to the non-public address {address}; "
+                "set [plugins.alerts] private_webhooks = true to allow it"
+            )
 
 
 def signature(secret: str, timestamp: int, body: bytes) -> str:

@@ -35,6 +35,11 @@ class AlertSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """HMAC-SHA256 key of the `x-tokone-signature` header ("" : the `[server] secret`)."""
     webhook_url: str = ""
     """Where alerts of accounts without their own webhook go ("" : nowhere)."""
+    private_webhooks: bool = False
+    """Whether an account's own webhook (which its users set in the console) may point at a
+    loopback, private, link-local or otherwise non-public address. Off, such a delivery fails
+    at once without a request, so a user cannot make the gateway POST into the operator's
+    network. The operator's `webhook_url` is always allowed."""
     email: str = ""
     """Where alerts of accounts without their own address go ("" : nowhere)."""
     smtp: SMTPSettings | None = None

@@ -77,18 +77,26 @@ class AlertWorker:
 
     async def _attempt(self, attempt: deliver.Attempt) -> None:
         error: str | None = None
+        final = False
         try:
             if attempt.channel == "webhook":
+                if attempt.target != self.settings.webhook_url and not (
+                    self.settings.private_webhooks
+                ):
+                    await deliver.check_public(attempt.target)
                 await deliver.post_webhook(self.client, attempt, self.secret)
             elif self.settings.smtp is None:
                 raise RuntimeError("no [plugins.alerts.smtp] server is configured")
             else:
                 await asyncio.to_thread(deliver.send_mail, self.settings.smtp, attempt)
+        except deliver.RefusedTarget as exc:
+            error, final = f"refused: {exc}", True
+            self.log.warning("alert_webhook_refused", id=attempt.id, error=str(exc))
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             self.log.info("alert_delivery_failed", id=attempt.id, attempt=attempt.attempt)
         await asyncio.to_thread(
-            deliver.record, self.engine, attempt, error, self.settings.retry_seconds
+            deliver.record, self.engine, attempt, error, self.settings.retry_seconds, final
         )
 
     async def stop(self) -> None:

@@ -1,7 +1,7 @@
 """What the admin pages read and do: blocking functions, each action written to the audit log.
 
 Every action calls the domain operation the CLI and the admin API call (``add_entry``,
-``set_override``, ``set_account_group``, ``set_group``, ``set_key_status``,
+``set_override``, ``set_account_group``, ``set_account_budget``, ``set_group``, ``set_key_status``,
 ``create_codes``, ``disable_code``, ``users.set_status``, the channel switch of
 :mod:`tokone.core.health`) and then :func:`tokone.core.domain.audit.record` with the values
 before and after. Nothing here checks the role: the admin router's guard does, for every
@@ -26,6 +26,13 @@ from tokone.core.domain.groups import create_group, known_groups, list_groups, s
 from tokone.core.domain.key_ops import list_keys, rotate_key, set_key_status
 from tokone.core.domain.ledger_entries import add_entry, ledger_entries
 from tokone.core.domain.money import check_multiplier, format_amount, parse_amount
+from tokone.core.domain.spend_limits import (
+    PERIOD_WORDS,
+    check_period,
+    current_period,
+    set_account_budget,
+    spent,
+)
 from tokone.core.domain.usage_report import UsageFilter, parse_time, usage_totals
 from tokone.core.gateway import Gateway
 from tokone.core.health import describe, health, known_provider, write_switch
@@ -33,6 +40,7 @@ from tokone.core.store.tables import Account, ApiKey, UsageRecord, User
 from tokone.core.types import Call, Family, Usage
 from tokone.core.upstream import UpstreamError
 from tokone.plugins.console import queries
+from tokone.plugins.console.limit_forms import Features, limit_view, optional_amount
 
 PAGE_SIZE = 50
 LOW_BALANCE_MICRO = 1_000_000
@@ -131,16 +139,31 @@ def account_detail(gateway: Gateway, account_id: int) -> dict[str, Any]:
             session.exec(select(User).where(User.account_id == account_id).order_by(User.email))
         )
     stats = queries.key_stats(gateway.engine, account_id)
+    keys = [key for key, _ in list_keys(gateway.engine, account.name)]
+    features = Features.of(gateway)
     return {
         "account": account,
         "members": members,
-        "keys": [
-            (key, stats.get(key.id or 0, queries.KeyStats()))
-            for key, _ in list_keys(gateway.engine, account.name)
-        ],
+        "keys": [(key, stats.get(key.id or 0, queries.KeyStats())) for key in keys],
+        "limits": {key.id: limit_view(gateway.engine, key, features) for key in keys},
+        "budget": budget_view(gateway, account, features),
         "calls": queries.calls(gateway.engine, queries.CallFilter(account_id), 20),
         "entries": ledger_entries(gateway.engine, account.name, 50),
         "groups": list_groups(gateway.engine, config_groups(gateway)),
+    }
+
+
+def budget_view(gateway: Gateway, account: Account, features: Features) -> dict[str, Any] | None:
+    """The account's budget and what it spent this period (None: no budget)."""
+    if account.budget is None:
+        return None
+    period = current_period(account.budget_period or "month", features.timezone, time.time())
+    return {
+        "amount": account.budget,
+        "period": period.kind,
+        "word": PERIOD_WORDS[period.kind],
+        "spent": spent(gateway.engine, f"account:{account.id}", period),
+        "resets_at": period.resets_at,
     }
 
 
@@ -269,6 +292,24 @@ def override_action(gateway: Gateway, actor: Actor, account_id: int, form: dict[
         {"multiplier_override": value},
     )
     return "Override cleared." if value is None else f"Override set to {value:g}."
+
+
+def budget_action(gateway: Gateway, actor: Actor, account_id: int, form: dict[str, str]) -> str:
+    """Set (an amount per period) or remove (empty, or `clear`) the account's budget."""
+    account = account_by_id(gateway, account_id)
+    budget = None if form.get("clear") else optional_amount(form.get("budget", ""), "Budget")
+    period = check_period(form.get("period", "month") or "month", total=True)
+    set_account_budget(gateway.engine, account.name, budget, period)
+    actor.record(
+        gateway,
+        "account.budget",
+        f"account:{account.name}",
+        {"budget": account.budget, "period": account.budget_period},
+        {"budget": budget, "period": period if budget is not None else None},
+    )
+    if budget is None:
+        return "Budget removed."
+    return f"Budget set to {format_amount(budget)} {PERIOD_WORDS[period]}."
 
 
 def group_action(gateway: Gateway, actor: Actor, account_id: int, form: dict[str, str]) -> str:

@@ -248,7 +248,7 @@ class AdminPages:
         async def account_action(
             request: Request[Any, Any, Any], account_id: int, action: str
         ) -> Response[Any]:
-            """Top up, adjust, refund, set or clear the override, move group."""
+            """Top up, adjust, refund, set or clear the override, move group, set the budget."""
             form = await console.form(request)
             actor = admin.actor(request)
             try:
@@ -263,6 +263,10 @@ class AdminPages:
                 elif action == "group":
                     message = await console.run(
                         admin_ops.group_action, gateway, actor, account_id, form
+                    )
+                elif action == "budget" and console.features.limits:
+                    message = await console.run(
+                        admin_ops.budget_action, gateway, actor, account_id, form
                     )
                 else:
                     raise AccountError(f"unknown action {action!r}", 404)
@@ -647,6 +651,7 @@ ADMIN_CSV_COLUMNS = (
     "key_name",
     "model",
     "endpoint",
+    "stream",
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",

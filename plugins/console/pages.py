@@ -34,11 +34,14 @@ from litestar.response import Redirect, Stream
 from litestar.utils.scope.state import ScopeState
 from sqlmodel import Session, select
 from tokone.core.domain import codes, sessions, settings_store, users
+from tokone.core.domain.alerts import list_deliveries
 from tokone.core.domain.errors import AccountError
 from tokone.core.domain.groups import known_groups
 from tokone.core.domain.key_ops import create_key, list_keys, rotate_key, set_key_status
 from tokone.core.domain.ledger_entries import add_entry
 from tokone.core.domain.money import format_amount
+from tokone.core.domain.prices import pricing_for
+from tokone.core.domain.spend_limits import set_key_limits
 from tokone.core.domain.usage_report import UsageFilter, parse_time, usage_report
 from tokone.core.gateway import Gateway
 from tokone.core.model_names import model_name_problem
@@ -47,9 +50,15 @@ from tokone.core.types import Principal
 from tokone.plugins.console import hookspecs as console_hookspecs
 from tokone.plugins.console import queries
 from tokone.plugins.console.charts import bar_chart
+from tokone.plugins.console.limit_forms import (
+    Features,
+    key_limit_changes,
+    limit_view,
+    save_alerts,
+    wants_limits,
+)
 from tokone.plugins.console.mail import send_mail
 from tokone.plugins.console.settings import ConsoleConfig
-from tokone.plugins.dashboard import pricing_for
 
 SESSION_COOKIE = "tokone_session"
 CSRF_COOKIE = "tokone_csrf"
@@ -146,6 +155,7 @@ class Console:
         self.engine = gateway.engine
         self.settings: ConsoleConfig = gateway.plugin_config("console") or ConsoleConfig()
         self.env = make_environment()
+        self.features = Features.of(gateway)
         self._live, self._live_at = self.settings, -LIVE_SECONDS
         caller = getattr(gateway.hook, "console_topup_methods", None)
         if caller is None or not caller.has_spec():
@@ -223,6 +233,7 @@ class Console:
             csrf_token=token if isinstance(token, str) else "",
             signup=self.live().signup,
             password_reset=self.settings.smtp.password_reset,
+            features=self.features,
             **context,
         )
         return Response(
@@ -335,8 +346,54 @@ class Console:
         keys = [key for key, _ in list_keys(self.engine, account.name)]
         return {
             "keys": [(key, stats.get(key.id or 0, queries.KeyStats())) for key in keys],
+            "limits": {key.id: limit_view(self.engine, key, self.features) for key in keys},
             "models": self.configured_models(),
         }
+
+    def key_data(self, user: User, key_id: int) -> dict[str, Any]:
+        """One key's page: its settings, limits and spend, daily usage and latest calls."""
+        row = self.own_key(user, key_id)
+        wanted = queries.CallFilter(user.account_id, key_id=key_id)
+        series = queries.daily(self.engine, wanted, 30)
+        return {
+            "title": f"Key {row.prefix}",
+            "row": row,
+            "limit": limit_view(self.engine, row, self.features),
+            "stats": queries.key_stats(self.engine, user.account_id).get(
+                key_id, queries.KeyStats()
+            ),
+            "calls": queries.calls(self.engine, wanted, 20),
+            "spend_chart": bar_chart(
+                [(d, c) for d, _, c in series], title="Spend per day, last 30 days", fmt=money
+            ),
+        }
+
+    def change_key_limits(self, user: User, key_id: int, form: dict[str, str]) -> str:
+        """Replace one of the account's keys' limits and IP allow-list from its page's form."""
+        self.own_key(user, key_id)
+        changes = key_limit_changes(form, self.features)
+        if not changes:
+            raise AccountError("spend limits and IP allow-lists are not enabled here", 404)
+        set_key_limits(self.engine, key_id, **changes)
+        return "Saved. The new limits apply within a second."
+
+    def settings_data(self, user: User) -> dict[str, Any]:
+        """The settings page's context: the password rule and, with alerts, the account's
+        alert settings and its newest deliveries."""
+        data: dict[str, Any] = {
+            "title": "Settings",
+            "min_length": self.settings.min_password_length,
+        }
+        if self.features.alerts:
+            account = self.account(user)
+            data["account"] = account
+            own = {account.alert_webhook, account.alert_email} - {""}
+            data["deliveries"] = [
+                # the operator's default destination (and its errors) are not the user's to see
+                d if d["target"] in own else {**d, "target": "", "last_error": ""}
+                for d in list_deliveries(self.engine, account.name, 20)
+            ]
+        return data
 
     def configured_models(self) -> list[str]:
         """Model names (and `*` patterns) the gateway's providers serve."""
@@ -612,7 +669,14 @@ class Console:
             except AccountError as exc:
                 data = await console.run(console.keys_data, user)
                 return console.render(
-                    request, "keys.html", user, 400, title="API keys", error=str(exc), **data
+                    request,
+                    "keys.html",
+                    user,
+                    400,
+                    title="API keys",
+                    error=str(exc),
+                    form=form,
+                    **data,
                 )
             return console.render(
                 request,
@@ -677,28 +741,34 @@ class Console:
             if user is None:
                 return console.to_login(request)
             try:
-                row = await console.run(console.own_key, user, key_id)
+                data = await console.run(console.key_data, user, key_id)
             except AccountError as exc:
                 return console.render(
                     request, "error.html", user, 404, title="Not found", error=str(exc)
                 )
-            wanted = queries.CallFilter(user.account_id, key_id=key_id)
-            series = await console.run(queries.daily, console.engine, wanted, 30)
-            stats = (await console.run(queries.key_stats, console.engine, user.account_id)).get(
-                key_id, queries.KeyStats()
-            )
-            return console.render(
-                request,
-                "key.html",
-                user,
-                title=f"Key {row.prefix}",
-                row=row,
-                stats=stats,
-                calls=await console.run(queries.calls, console.engine, wanted, 20),
-                spend_chart=bar_chart(
-                    [(d, c) for d, _, c in series], title="Spend per day, last 30 days", fmt=money
-                ),
-            )
+            return console.render(request, "key.html", user, **data)
+
+        @post("/keys/{key_id:int}/limits", include_in_schema=False, status_code=200)
+        async def key_limits(request: Request[Any, Any, Any], key_id: int) -> Response[Any]:
+            """Change the key's spend limits and IP allow-list (all checked before any write)."""
+            user = await console.current(request)
+            if user is None:
+                return console.to_login(request)
+            form = await console.form(request)
+            try:
+                message = await console.run(console.change_key_limits, user, key_id, form)
+            except AccountError as exc:
+                try:
+                    data = await console.run(console.key_data, user, key_id)
+                except AccountError:
+                    return console.render(
+                        request, "error.html", user, 404, title="Not found", error=str(exc)
+                    )
+                return console.render(
+                    request, "key.html", user, exc.status, error=str(exc), form=form, **data
+                )
+            data = await console.run(console.key_data, user, key_id)
+            return console.render(request, "key.html", user, message=message, **data)
 
         @get("/usage", include_in_schema=False)
         async def usage_page(
@@ -805,7 +875,8 @@ class Console:
             if user is None:
                 return console.to_login(request)
             account = await console.run(console.account, user)
-            prices = pricing_for(console.gateway, _principal(user, account))
+            gateway, principal = console.gateway, _principal(user, account)
+            prices = await console.run(pricing_for, gateway.engine, gateway.config, principal)
             return console.render(request, "pricing.html", user, title="Pricing", prices=prices)
 
         @get("/models", include_in_schema=False)
@@ -832,21 +903,17 @@ class Console:
 
         @get("/settings", include_in_schema=False)
         async def settings_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Display name, e-mail and password."""
+            """Display name, e-mail, password and (with the alerts plugin) low-balance alerts."""
             user = await console.current(request)
             if user is None:
                 return console.to_login(request)
-            return console.render(
-                request,
-                "settings.html",
-                user,
-                title="Settings",
-                min_length=console.settings.min_password_length,
-            )
+            data = await console.run(console.settings_data, user)
+            return console.render(request, "settings.html", user, **data)
 
         @post("/settings/{what:str}", include_in_schema=False, status_code=200)
         async def settings_save(request: Request[Any, Any, Any], what: str) -> Response[Any]:
-            """Save the profile, or change the password (ending the other sessions)."""
+            """Save the profile or the alert settings, or change the password (ending the
+            other sessions)."""
             user = await console.current(request)
             if user is None:
                 return console.to_login(request)
@@ -855,24 +922,14 @@ class Console:
             try:
                 message = await console.run(console.save_settings, user, what, form, token)
             except AccountError as exc:
+                data = await console.run(console.settings_data, user)
+                kept = {k: v for k, v in form.items() if k.startswith("alert_")}  # no passwords
                 return console.render(
-                    request,
-                    "settings.html",
-                    user,
-                    400,
-                    title="Settings",
-                    error=str(exc),
-                    min_length=console.settings.min_password_length,
+                    request, "settings.html", user, exc.status, error=str(exc), form=kept, **data
                 )
             user = await console.current(request) or user
-            return console.render(
-                request,
-                "settings.html",
-                user,
-                title="Settings",
-                message=message,
-                min_length=console.settings.min_password_length,
-            )
+            data = await console.run(console.settings_data, user)
+            return console.render(request, "settings.html", user, message=message, **data)
 
         @get("/console/static/{name:str}", include_in_schema=False)
         async def static(name: str) -> Response[bytes]:
@@ -899,6 +956,7 @@ class Console:
             logout,
             keys_page,
             keys_create,
+            key_limits,
             keys_action,
             key_page,
             usage_page,
@@ -1013,7 +1071,8 @@ class Console:
             raise AccountError("unknown or already used invitation code")
 
     def new_key(self, user: User, form: dict[str, str]) -> tuple[ApiKey, str]:
-        """Create a key from the form (name, models, expiry) via the shared operation."""
+        """Create a key from the form (name, models, expiry, spend limits, IP allow-list) via
+        the shared operations; every field is checked first, so a refused form makes no key."""
         name = form.get("name", "").strip()
         if len(name) > 100:
             raise AccountError("a key name must be at most 100 characters")
@@ -1032,7 +1091,8 @@ class Console:
                 raise AccountError("expiry must be a number of days") from None
             if not 0 < days <= 3650:
                 raise AccountError("expiry must be from 1 to 3650 days")
-        return create_key(
+        limits = key_limit_changes(form, self.features)  # checked before the key exists
+        row, key = create_key(
             self.engine,
             self.gateway.hasher,
             self.gateway.config.server.key_prefix,
@@ -1041,6 +1101,10 @@ class Console:
             models=models,
             expires_in_days=days,
         )
+        if wants_limits(limits):
+            assert row.id is not None
+            row = set_key_limits(self.engine, row.id, **limits)
+        return row, key
 
     def call_filter(self, user: User, filters: dict[str, str]) -> queries.CallFilter:
         """The usage filters of a query string, for the user's account."""
@@ -1116,6 +1180,9 @@ class Console:
                 keep_session=sessions.token_hash(token) if token else None,
             )
             return "Password changed. Your other sessions have been signed out."
+        if what == "alerts" and self.features.alerts:
+            save_alerts(self.engine, self.account(user).name, form)
+            return "Alert settings saved."
         raise AccountError(f"unknown settings form {what!r}", 404)
 
     def router(self) -> Router:
@@ -1162,6 +1229,7 @@ CSV_COLUMNS = (
     "key_name",
     "model",
     "endpoint",
+    "stream",
     "input_tokens",
     "cached_input_tokens",
     "output_tokens",

@@ -78,6 +78,7 @@ def call_row(record: UsageRecord, prefix: str | None, key_name: str | None) -> d
         "key_name": key_name or "",
         "model": record.model,
         "endpoint": record.endpoint,
+        "stream": record.stream,
         "input_tokens": record.input_tokens,
         "cached_input_tokens": record.cached_input_tokens,
         "output_tokens": record.output_tokens,

@@ -45,6 +45,7 @@ def meter(call: Call, outcome: Outcome, gateway: Gateway) -> None:
             "account_id": principal.account_id,
             "key_id": principal.key_id,
             "endpoint": call.endpoint,
+            "stream": call.stream,
             "model": call.model,
             "provider": outcome.provider,
             "upstream_model": outcome.upstream_model,

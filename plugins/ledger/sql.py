@@ -27,12 +27,12 @@ CAPTURE = text(
     "VALUES (:account_id, 'capture', :amount, :request_id, 'gateway', '', :now)"
 )
 USAGE = text(
-    "INSERT INTO usage_records (request_id, account_id, key_id, endpoint, model, provider, "
-    "upstream_model, input_tokens, cached_input_tokens, output_tokens, estimated, cost, "
-    "multiplier, tier, status, latency_ms, created_at) VALUES (:request_id, :account_id, "
-    ":key_id, :endpoint, :model, :provider, :upstream_model, :input_tokens, "
-    ":cached_input_tokens, :output_tokens, :estimated, :cost, :multiplier, :tier, :status, "
-    ":latency_ms, :now)"
+    "INSERT INTO usage_records (request_id, account_id, key_id, endpoint, stream, model, "
+    "provider, upstream_model, input_tokens, cached_input_tokens, output_tokens, estimated, "
+    "cost, multiplier, tier, status, latency_ms, created_at) VALUES (:request_id, "
+    ":account_id, :key_id, :endpoint, :stream, :model, :provider, :upstream_model, "
+    ":input_tokens, :cached_input_tokens, :output_tokens, :estimated, :cost, :multiplier, "
+    ":tier, :status, :latency_ms, :now)"
 )
 STALE = text(
     "SELECT request_id, account_id, amount FROM holds WHERE created_at < :cutoff "

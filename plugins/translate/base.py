@@ -41,6 +41,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def tool_call(call_id: str, name: str, arguments: str) -> JSON:
+    """An OpenAI chat tool call (`arguments` is JSON text)."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def tool_use_call(block: JSON) -> JSON:
+    """An Anthropic `tool_use` block as an OpenAI chat tool call."""
+    return tool_call(block.get("id", ""), block.get("name", ""), dumps(block.get("input") or {}))
+
+
 def openai_event(payload: JSON | str) -> bytes:
     """One OpenAI SSE event (`data: {...}`, or `data: [DONE]` for the string)."""
     data = payload.encode() if isinstance(payload, str) else msgspec.json.encode(payload)
@@ -69,6 +79,46 @@ class StreamConverter:
         """The client's framing of the error `body` ending a failed stream (None: the
         family's SSE error event)."""
         return None
+
+
+class FromChatChunks(StreamConverter):
+    """A converter of OpenAI chat completion chunks: keeps the last `usage` and finish reason
+    and hands the rest of each chunk to the subclass's :meth:`start`, :meth:`delta` and
+    :meth:`error`."""
+
+    finish: str | None
+    usage: JSON
+
+    def start(self, data: JSON) -> list[bytes]:
+        """The client events that open the stream, from its first chunk (none after)."""
+        raise NotImplementedError
+
+    def delta(self, delta: JSON) -> list[bytes]:
+        """The client events for one `choices[0].delta`."""
+        raise NotImplementedError
+
+    def error(self, message: str) -> list[bytes]:
+        """The client events for an error chunk with this message."""
+        raise NotImplementedError
+
+    def event(self, data: JSON) -> list[bytes]:
+        """The client events for one chat chunk."""
+        if "error" in data and "choices" not in data:
+            error = data.get("error") or {}
+            message = (
+                error.get("message", "upstream error") if isinstance(error, dict) else str(error)
+            )
+            return self.error(message)
+        out = self.start(data)
+        if isinstance(data.get("usage"), dict):
+            self.usage = data["usage"]
+        for choice in data.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            out.extend(self.delta(choice.get("delta") or {}))
+            if choice.get("finish_reason"):
+                self.finish = choice["finish_reason"]
+        return out
 
 
 @dataclass(frozen=True, slots=True)

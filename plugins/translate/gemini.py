@@ -24,9 +24,9 @@ import time
 from typing import Any
 
 import msgspec
-from tokone.plugins.translate.base import JSON, StreamConverter, dumps, refuse
-from tokone.plugins.translate.replies import count, parse_arguments
-from tokone.plugins.translate.requests import image_source
+from tokone.plugins.translate.base import JSON, StreamConverter, dumps, refuse, tool_call
+from tokone.plugins.translate.replies import chat_completion, count, parse_arguments
+from tokone.plugins.translate.requests import image_source, named_function
 
 FINISH_FROM_GEMINI = {
     "STOP": "stop",
@@ -219,12 +219,7 @@ def user_parts(content: Any, where: str) -> list[JSON]:
 
 def declaration(tool: JSON, i: int) -> JSON:
     """An OpenAI function tool as a Gemini function declaration."""
-    if tool.get("type") != "function":
-        raise refuse(f"tools[{i}].type", "Gemini takes function tools only")
-    function = tool.get("function") or {}
-    out: JSON = {"name": function.get("name", "")}
-    if function.get("description") is not None:
-        out["description"] = function["description"]
+    out, function = named_function(tool, i, "Gemini")
     if function.get("parameters"):
         out["parametersJsonSchema"] = function["parameters"]
     return out
@@ -335,6 +330,11 @@ class CallIds:
         return waiting.pop(0)
 
 
+def function_call_to_chat(fc: JSON, ids: CallIds) -> JSON:
+    """A Gemini `functionCall` as an OpenAI chat tool call, with its id from `ids`."""
+    return tool_call(ids.call(fc), fc.get("name", ""), dumps(fc.get("args") or {}))
+
+
 def gemini_turn_to_chat(content: JSON, where: str, ids: CallIds) -> list[JSON]:
     """One Gemini turn as chat messages."""
     role = content.get("role") or "user"
@@ -345,16 +345,7 @@ def gemini_turn_to_chat(content: JSON, where: str, ids: CallIds) -> list[JSON]:
         for j, part in enumerate(parts):
             if "functionCall" in part:
                 fc = part["functionCall"]
-                calls.append(
-                    {
-                        "id": ids.call(fc),
-                        "type": "function",
-                        "function": {
-                            "name": fc.get("name", ""),
-                            "arguments": dumps(fc.get("args") or {}),
-                        },
-                    }
-                )
+                calls.append(function_call_to_chat(fc, ids))
             elif "text" in part:
                 if not part.get("thought"):
                     text.append(part["text"])
@@ -452,17 +443,7 @@ def gemini_message(parts: list[JSON], ids: CallIds) -> tuple[JSON, bool]:
     for part in parts:
         if "functionCall" in part:
             fc = part["functionCall"]
-            calls.append(
-                {
-                    "index": len(calls),
-                    "id": ids.call(fc),
-                    "type": "function",
-                    "function": {
-                        "name": fc.get("name", ""),
-                        "arguments": dumps(fc.get("args") or {}),
-                    },
-                }
-            )
+            calls.append({"index": len(calls), **function_call_to_chat(fc, ids)})
         elif "text" in part:
             (thoughts if part.get("thought") else text).append(part["text"])
     message: JSON = {}
@@ -485,21 +466,13 @@ def gemini_reply_to_chat(reply: JSON, client_model: str = "") -> JSON:
         message["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
     reason = candidate.get("finishReason") or "STOP"
     finish = "tool_calls" if called and reason == "STOP" else FINISH_FROM_GEMINI.get(reason, "stop")
-    return {
-        "id": reply.get("responseId", ""),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": reply.get("modelVersion") or client_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": message.get("content"), **message},
-                "finish_reason": finish,
-                "logprobs": None,
-            }
-        ],
-        "usage": gemini_usage_to_chat(reply.get("usageMetadata") or {}),
-    }
+    return chat_completion(
+        reply.get("responseId", ""),
+        reply.get("modelVersion") or client_model,
+        {"role": "assistant", "content": message.get("content"), **message},
+        finish,
+        gemini_usage_to_chat(reply.get("usageMetadata") or {}),
+    )
 
 
 def chat_reply_to_gemini(reply: JSON, client_model: str = "") -> JSON:

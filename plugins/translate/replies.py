@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from tokone.plugins.translate.base import JSON, dumps
+from tokone.plugins.translate.base import JSON, tool_use_call
 
 STOP_TO_FINISH = {
     "end_turn": "stop",
@@ -90,36 +90,31 @@ def message_to_chat(reply: JSON, client_model: str = "") -> JSON:
         elif kind == "thinking":
             thinking.append(block.get("thinking", ""))
         elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id", ""),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name", ""),
-                        "arguments": dumps(block.get("input") or {}),
-                    },
-                }
-            )
+            calls.append(tool_use_call(block))
     message: JSON = {"role": "assistant", "content": "".join(texts) if texts else None}
     if calls:
         message["tool_calls"] = calls
     if thinking:
         message["reasoning_content"] = "".join(thinking)
     message["refusal"] = None
+    return chat_completion(
+        reply.get("id", ""),
+        reply.get("model") or client_model,
+        message,
+        STOP_TO_FINISH.get(reply.get("stop_reason") or "end_turn", "stop"),
+        anthropic_usage_to_chat(reply.get("usage") or {}),
+    )
+
+
+def chat_completion(reply_id: str, model: str, message: JSON, finish: str, usage: JSON) -> JSON:
+    """An OpenAI chat completion with one choice."""
     return {
-        "id": reply.get("id", ""),
+        "id": reply_id,
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": reply.get("model") or client_model,
-        "choices": [
-            {
-                "index": 0,
-                "message": message,
-                "finish_reason": STOP_TO_FINISH.get(reply.get("stop_reason") or "end_turn", "stop"),
-                "logprobs": None,
-            }
-        ],
-        "usage": anthropic_usage_to_chat(reply.get("usage") or {}),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+        "usage": usage,
     }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tokone.plugins.translate.base import JSON, dumps, refuse
+from tokone.plugins.translate.base import JSON, refuse, tool_use_call
 
 CHAT_DROPPED = frozenset(
     {
@@ -258,14 +258,21 @@ def assistant_to_anthropic(message: JSON, where: str) -> str | list[JSON]:
     return blocks
 
 
-def chat_tool_to_anthropic(tool: JSON, i: int) -> JSON:
-    """An OpenAI function tool as an Anthropic custom tool."""
+def named_function(tool: JSON, i: int, family: str) -> tuple[JSON, JSON]:
+    """`tools[i]`'s name and description (refused unless a function tool, which the `family`
+    takes only), and the tool's `function` for the rest."""
     if tool.get("type") != "function":
-        raise refuse(f"tools[{i}].type", "Anthropic takes function tools only")
+        raise refuse(f"tools[{i}].type", f"{family} takes function tools only")
     function = tool.get("function") or {}
     out: JSON = {"name": function.get("name", "")}
     if function.get("description") is not None:
         out["description"] = function["description"]
+    return out, function
+
+
+def chat_tool_to_anthropic(tool: JSON, i: int) -> JSON:
+    """An OpenAI function tool as an Anthropic custom tool."""
+    out, function = named_function(tool, i, "Anthropic")
     out["input_schema"] = function.get("parameters") or {"type": "object", "properties": {}}
     return out
 
@@ -442,16 +449,7 @@ def anthropic_assistant_to_chat(blocks: list[JSON], where: str) -> JSON:
         if kind == "text":
             texts.append(block.get("text", ""))
         elif kind == "tool_use":
-            calls.append(
-                {
-                    "id": block.get("id", ""),
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name", ""),
-                        "arguments": dumps(block.get("input") or {}),
-                    },
-                }
-            )
+            calls.append(tool_use_call(block))
         elif kind not in ("thinking", "redacted_thinking"):
             raise refuse(f"{where}.content[{j}].type", f"{kind!r} blocks have no OpenAI chat form")
     out: JSON = {"role": "assistant", "content": "".join(texts) if texts else None}

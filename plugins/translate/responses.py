@@ -24,7 +24,14 @@ import json
 import time
 from typing import Any
 
-from tokone.plugins.translate.base import JSON, StreamConverter, dumps, openai_event, refuse
+from tokone.plugins.translate.base import (
+    JSON,
+    FromChatChunks,
+    dumps,
+    openai_event,
+    refuse,
+    tool_call,
+)
 from tokone.plugins.translate.replies import count
 
 RESPONSES_DROPPED = frozenset(
@@ -136,11 +143,7 @@ def input_item(messages: list[JSON], item: JSON, where: str) -> None:
         name = item.get("name", "")
         if item.get("namespace"):
             name = item["namespace"] + SEPARATOR + name
-        call = {
-            "id": item.get("call_id", ""),
-            "type": "function",
-            "function": {"name": name, "arguments": arguments},
-        }
+        call = tool_call(item.get("call_id", ""), name, arguments)
         last = messages[-1] if messages else None
         if last is not None and last["role"] == "assistant":
             last.setdefault("tool_calls", []).append(call)
@@ -340,7 +343,7 @@ def chat_to_response(reply: JSON, request: JSON, client_model: str) -> JSON:
     return out
 
 
-class ResponsesFromChat(StreamConverter):
+class ResponsesFromChat(FromChatChunks):
     """OpenAI chat chunk objects -> the Responses event sequence, with sequence numbers.
 
     `response.created` and `response.in_progress` first; then per output item
@@ -499,27 +502,17 @@ class ResponsesFromChat(StreamConverter):
                 )
         return out
 
-    def event(self, data: JSON) -> list[bytes]:
-        """The Responses events for one chat chunk."""
-        if "error" in data and "choices" not in data:
-            error = data.get("error") or {}
-            message = (
-                error.get("message", "upstream error") if isinstance(error, dict) else str(error)
-            )
-            return [self.emit("error", code="upstream_error", message=message, param=None)]
-        out = self.start(data)
-        if isinstance(data.get("usage"), dict):
-            self.usage = data["usage"]
-        for choice in data.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            if delta.get("content"):
-                out.extend(self.text(delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.extend(self.tool(call))
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
+    def error(self, message: str) -> list[bytes]:
+        """An `error` event."""
+        return [self.emit("error", code="upstream_error", message=message, param=None)]
+
+    def delta(self, delta: JSON) -> list[bytes]:
+        """The Responses events for a chat delta's text and tool-call pieces."""
+        out: list[bytes] = []
+        if delta.get("content"):
+            out.extend(self.text(delta["content"]))
+        for call in delta.get("tool_calls") or []:
+            out.extend(self.tool(call))
         return out
 
     def done(self) -> list[bytes]:

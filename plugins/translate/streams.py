@@ -17,9 +17,16 @@ An upstream error event becomes the client family's error event.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol
+from typing import Protocol
 
-from tokone.plugins.translate.base import JSON, StreamConverter, anthropic_event, openai_event
+from tokone.plugins.translate.base import (
+    JSON,
+    FromChatChunks,
+    StreamConverter,
+    anthropic_event,
+    openai_event,
+    tool_call,
+)
 from tokone.plugins.translate.replies import (
     FINISH_TO_STOP,
     STOP_TO_FINISH,
@@ -73,12 +80,7 @@ class ChatFromMessages:
             if block.get("type") != "tool_use":
                 return []
             index = self.tools[data.get("index", 0)] = len(self.tools)
-            call = {
-                "index": index,
-                "id": block.get("id", ""),
-                "type": "function",
-                "function": {"name": block.get("name", ""), "arguments": ""},
-            }
+            call = {"index": index, **tool_call(block.get("id", ""), block.get("name", ""), "")}
             return [self.chunk({"tool_calls": [call]})]
         if kind == "content_block_delta":
             return self.delta(data.get("index", 0), data.get("delta") or {})
@@ -148,7 +150,7 @@ class Chained(StreamConverter):
         return self.sink.error_event(body)
 
 
-class MessagesFromChat(StreamConverter):
+class MessagesFromChat(FromChatChunks):
     """OpenAI chat completion chunks -> Anthropic Messages events."""
 
     def __init__(self, model: str) -> None:
@@ -245,34 +247,21 @@ class MessagesFromChat(StreamConverter):
             )
         return out
 
-    def event(self, data: JSON) -> list[bytes]:
-        """The events for one chat chunk."""
-        if "error" in data and "choices" not in data:
-            error = data.get("error") or {}
-            message = (
-                error.get("message", "upstream error") if isinstance(error, dict) else str(error)
-            )
-            return [
-                anthropic_event(
-                    {"type": "error", "error": {"type": "api_error", "message": message}}
-                )
-            ]
-        out = self.start(data)
-        usage = data.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
-        for choice in data.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta: dict[str, Any] = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
-                out.extend(self.text("thinking", delta["reasoning_content"]))
-            if delta.get("content"):
-                out.extend(self.text("text", delta["content"]))
-            for call in delta.get("tool_calls") or []:
-                out.extend(self.tool(call))
-            if choice.get("finish_reason"):
-                self.finish = choice["finish_reason"]
+    def error(self, message: str) -> list[bytes]:
+        """An Anthropic `error` event."""
+        return [
+            anthropic_event({"type": "error", "error": {"type": "api_error", "message": message}})
+        ]
+
+    def delta(self, delta: JSON) -> list[bytes]:
+        """The events for a chat delta's thinking, text and tool-call pieces."""
+        out: list[bytes] = []
+        if delta.get("reasoning_content"):
+            out.extend(self.text("thinking", delta["reasoning_content"]))
+        if delta.get("content"):
+            out.extend(self.text("text", delta["content"]))
+        for call in delta.get("tool_calls") or []:
+            out.extend(self.tool(call))
         return out
 
     def done(self) -> list[bytes]:
