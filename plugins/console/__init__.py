@@ -9,6 +9,22 @@ from ``[plugins.console]`` (:class:`~tokone.plugins.console.settings.ConsoleConf
 sign-up ones can be overridden in the database from the admin Settings page);
 ``[plugins] disable = ["console"]`` removes it. Operators manage logins with ``tokone users ...``.
 
+Modules: :mod:`~tokone.plugins.console.pages` (the :class:`Console` service — settings,
+templates, sessions, page data, actions — and the router that mounts everything with the
+console injected as the ``console`` dependency), the pages by family in
+:mod:`~tokone.plugins.console.auth_pages` (sign in, sign up, verify, forgot / reset, sign out),
+:mod:`~tokone.plugins.console.key_pages` (the key list, create, actions, one key's page and
+limits) and :mod:`~tokone.plugins.console.account_pages` (dashboard, usage and its CSV, top up,
+pricing, models, settings); the admin console in
+:mod:`~tokone.plugins.console.admin_pages` (its layout, data and router), its pages in
+:mod:`~tokone.plugins.console.admin_account_pages` (accounts, users, keys),
+:mod:`~tokone.plugins.console.admin_catalog_pages` (groups, channels, codes) and
+:mod:`~tokone.plugins.console.admin_site_pages` (overview, usage, audit log, settings), and
+its operations in :mod:`~tokone.plugins.console.admin_ops`; SQL for the pages in
+:mod:`~tokone.plugins.console.queries`, charts in :mod:`~tokone.plugins.console.charts`,
+limit and alert forms in :mod:`~tokone.plugins.console.limit_forms`, mail in
+:mod:`~tokone.plugins.console.mail`, ``tokone users`` in :mod:`~tokone.plugins.console.cli`.
+
 Top-up methods: a code from ``tokone codes create`` is redeemed on the Top up page; a payment
 plugin adds its own method there through the console's ``console_topup_methods`` hook
 (:mod:`tokone.plugins.console.hookspecs`).

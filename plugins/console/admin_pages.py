@@ -7,6 +7,13 @@ and per account its money, keys, users, calls and ledger, with the actions), Gro
 Channels (switches and a test request), Codes, Usage (with CSV), Audit log and Settings
 (stored in the database). What the actions do is in :mod:`tokone.plugins.console.admin_ops`;
 each is written to the audit log.
+
+This module keeps :class:`AdminPages` (the admin layout, the data behind the overview and
+usage pages, reset links) and the router; the handlers are module-level, by family, in
+:mod:`~tokone.plugins.console.admin_account_pages` (accounts, users, keys),
+:mod:`~tokone.plugins.console.admin_catalog_pages` (groups, channels, codes) and
+:mod:`~tokone.plugins.console.admin_site_pages` (overview, usage, audit log, settings), and
+get ``admin``, ``console`` and ``gateway`` as dependencies the router provides.
 """
 
 from __future__ import annotations
@@ -14,24 +21,22 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import smtplib
 from collections.abc import Iterator
 from typing import Any
 
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.handlers import BaseRouteHandler
-from litestar.response import Stream
 from sqlmodel import Session
-from tokone.core.domain import audit, users
+from tokone.core.domain import users
 from tokone.core.domain.accounts import get_account
-from tokone.core.domain.codes import list_codes
 from tokone.core.domain.errors import AccountError
 from tokone.core.domain.money import format_amount
 from tokone.core.domain.usage_report import UsageFilter, usage_totals
+from tokone.core.gateway import Gateway
 from tokone.plugins.console import admin_ops, queries
 from tokone.plugins.console.charts import bar_chart
-from tokone.plugins.console.mail import send_mail
 from tokone.plugins.console.pages import Console, _cell, _day_range, when
 
 PREFIX = "/manage"
@@ -57,7 +62,7 @@ class NotAdmin(Exception):
 
 
 class AdminPages:
-    """The admin handlers, bound to one console."""
+    """The admin pages bound to one console: their layout and the data behind them."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -156,454 +161,6 @@ class AdminPages:
 
         return make
 
-    # -- handlers -----------------------------------------------------------------------
-
-    def handlers(self) -> list[Any]:
-        """Every admin route handler."""
-        admin = self
-        console = self.console
-        gateway = self.gateway
-
-        async def account_page(
-            request: Request[Any, Any, Any],
-            account_id: int,
-            status: int = 200,
-            **extra: Any,
-        ) -> Response[Any]:
-            try:
-                data = await console.run(admin_ops.account_detail, gateway, account_id)
-            except AccountError as exc:
-                return admin.page(
-                    request, "error.html", exc.status, title="Not found", error=str(exc)
-                )
-            return admin.page(
-                request,
-                "admin_account.html",
-                status,
-                title=f"Account {data['account'].name}",
-                **data,
-                **extra,
-            )
-
-        @get("/", include_in_schema=False)
-        async def overview(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Totals, charts, channels not in service, low balances."""
-            data = await console.run(admin.overview_data)
-            return admin.page(request, "admin_overview.html", title="Admin overview", **data)
-
-        @get("/accounts", include_in_schema=False)
-        async def accounts(
-            request: Request[Any, Any, Any], q: str = "", page: int = 1
-        ) -> Response[Any]:
-            """Accounts by name or user e-mail, paginated."""
-            data = await console.run(admin_ops.search_accounts, gateway, q, max(page, 1))
-            return admin.page(
-                request,
-                "admin_accounts.html",
-                title="Users & accounts",
-                groups=await console.run(admin_ops.config_groups_all, gateway),
-                **data,
-            )
-
-        @post("/users", include_in_schema=False, status_code=200)
-        async def user_create(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Onboard a user; show the link that lets them set their password."""
-            form = await console.form(request)
-            try:
-                user = await console.run(
-                    admin_ops.user_create,
-                    gateway,
-                    admin.actor(request),
-                    form,
-                    console.settings.password_policy,
-                )
-            except AccountError as exc:
-                data = await console.run(admin_ops.search_accounts, gateway, "", 1)
-                return admin.page(
-                    request,
-                    "admin_accounts.html",
-                    exc.status,
-                    title="Users & accounts",
-                    error=str(exc),
-                    groups=await console.run(admin_ops.config_groups_all, gateway),
-                    **data,
-                )
-            assert user.id is not None
-            _, message = await console.run(
-                admin_ops.user_action,
-                gateway,
-                admin.actor(request),
-                user.id,
-                "reset",
-                admin.reset_link(request),
-            )
-            return await account_page(request, user.account_id, message=f"Created. {message}")
-
-        @get("/accounts/{account_id:int}", include_in_schema=False)
-        async def account(request: Request[Any, Any, Any], account_id: int) -> Response[Any]:
-            """One account: money, group, keys, users, calls, ledger, and the actions."""
-            return await account_page(request, account_id)
-
-        @post("/accounts/{account_id:int}/{action:str}", include_in_schema=False, status_code=200)
-        async def account_action(
-            request: Request[Any, Any, Any], account_id: int, action: str
-        ) -> Response[Any]:
-            """Top up, adjust, refund, set or clear the override, move group, set the budget."""
-            form = await console.form(request)
-            actor = admin.actor(request)
-            try:
-                if action in ("topup", "adjust", "refund"):
-                    message = await console.run(
-                        admin_ops.money_action, gateway, actor, account_id, action, form
-                    )
-                elif action == "override":
-                    message = await console.run(
-                        admin_ops.override_action, gateway, actor, account_id, form
-                    )
-                elif action == "group":
-                    message = await console.run(
-                        admin_ops.group_action, gateway, actor, account_id, form
-                    )
-                elif action == "budget" and console.features.limits:
-                    message = await console.run(
-                        admin_ops.budget_action, gateway, actor, account_id, form
-                    )
-                else:
-                    raise AccountError(f"unknown action {action!r}", 404)
-            except AccountError as exc:
-                return await account_page(request, account_id, exc.status, error=str(exc))
-            return await account_page(request, account_id, message=message)
-
-        @post("/users/{user_id:int}/{action:str}", include_in_schema=False, status_code=200)
-        async def user_action(
-            request: Request[Any, Any, Any], user_id: int, action: str
-        ) -> Response[Any]:
-            """Disable or enable a user, or issue a password-reset link."""
-            try:
-                account_id, message = await console.run(
-                    admin_ops.user_action,
-                    gateway,
-                    admin.actor(request),
-                    user_id,
-                    action,
-                    admin.reset_link(request),
-                )
-            except AccountError as exc:
-                found = await console.run(users.user_by_id, gateway.engine, user_id)
-                return await account_page(request, found.account_id, exc.status, error=str(exc))
-            return await account_page(request, account_id, message=message)
-
-        @post("/keys/{key_id:int}/{action:str}", include_in_schema=False, status_code=200)
-        async def key_action(
-            request: Request[Any, Any, Any], key_id: int, action: str
-        ) -> Response[Any]:
-            """Disable, enable, revoke or rotate any key (a rotated key is shown once)."""
-            try:
-                if action == "rotate":
-                    row, key = await console.run(
-                        admin_ops.key_rotate, gateway, admin.actor(request), key_id
-                    )
-                    return admin.page(
-                        request, "admin_key_shown.html", title="Rotated key", row=row, key=key
-                    )
-                account_id = await console.run(
-                    admin_ops.key_action, gateway, admin.actor(request), key_id, action
-                )
-            except AccountError as exc:
-                return admin.page(
-                    request, "error.html", exc.status, title="Refused", error=str(exc)
-                )
-            return await account_page(request, account_id, message=f"Key {key_id}: {action}d.")
-
-        async def groups_page(
-            request: Request[Any, Any, Any], status: int = 200, **extra: Any
-        ) -> Response[Any]:
-            rows = await console.run(admin_ops.groups_data, gateway)
-            return admin.page(
-                request, "admin_groups.html", status, title="Groups", groups=rows, **extra
-            )
-
-        @get("/groups", include_in_schema=False)
-        async def groups(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Groups, multipliers and account counts; create; re-price."""
-            return await groups_page(request)
-
-        @post("/groups", include_in_schema=False, status_code=200)
-        async def group_create(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Create a group."""
-            form = await console.form(request)
-            try:
-                message = await console.run(
-                    admin_ops.group_create, gateway, admin.actor(request), form
-                )
-            except AccountError as exc:
-                return await groups_page(request, exc.status, error=str(exc))
-            return await groups_page(request, message=message)
-
-        @post("/groups/{name:str}", include_in_schema=False, status_code=200)
-        async def group_set(request: Request[Any, Any, Any], name: str) -> Response[Any]:
-            """Re-price a group."""
-            form = await console.form(request)
-            try:
-                message = await console.run(
-                    admin_ops.group_set, gateway, admin.actor(request), name, form
-                )
-            except AccountError as exc:
-                return await groups_page(request, exc.status, error=str(exc))
-            return await groups_page(request, message=message)
-
-        async def channels_page(
-            request: Request[Any, Any, Any], status: int = 200, **extra: Any
-        ) -> Response[Any]:
-            rows = await console.run(admin_ops.channels_data, gateway)
-            return admin.page(
-                request, "admin_channels.html", status, title="Channels", channels=rows, **extra
-            )
-
-        @get("/channels", include_in_schema=False)
-        async def channels(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Every channel, its state in this process and its manual switch."""
-            return await channels_page(request)
-
-        @post("/channels/{name:str}/{action:str}", include_in_schema=False, status_code=200)
-        async def channel_action(
-            request: Request[Any, Any, Any], name: str, action: str
-        ) -> Response[Any]:
-            """Switch a channel off or on for every process, or send it a test request."""
-            form = await console.form(request)
-            try:
-                if action == "test":
-                    result = await admin_ops.channel_test(gateway, admin.actor(request), name)
-                    return await channels_page(request, tested=result)
-                if action not in ("disable", "enable"):
-                    raise AccountError(f"unknown action {action!r}", 404)
-                message = await console.run(
-                    admin_ops.channel_switch,
-                    gateway,
-                    admin.actor(request),
-                    name,
-                    action == "disable",
-                    form.get("reason", ""),
-                )
-            except AccountError as exc:
-                return await channels_page(request, exc.status, error=str(exc))
-            return await channels_page(request, message=message)
-
-        async def codes_page(
-            request: Request[Any, Any, Any], status: int = 200, **extra: Any
-        ) -> Response[Any]:
-            rows = await console.run(list_codes, gateway.engine)
-            return admin.page(
-                request,
-                "admin_codes.html",
-                status,
-                title="Redemption codes",
-                codes=rows[::-1],
-                **extra,
-            )
-
-        @get("/codes", include_in_schema=False)
-        async def codes_list(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Codes, used and unused, and the batch form."""
-            return await codes_page(request)
-
-        @post("/codes", include_in_schema=False, status_code=200)
-        async def codes_create(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Create a batch; the codes are on this answer only (with a CSV download)."""
-            form = await console.form(request)
-            try:
-                created, batch = await console.run(
-                    admin_ops.codes_create, gateway, admin.actor(request), form
-                )
-            except AccountError as exc:
-                return await codes_page(request, exc.status, error=str(exc))
-            return admin.page(
-                request,
-                "admin_codes_shown.html",
-                title="New codes",
-                created=created,
-                batch=batch,
-                amount=form.get("amount", ""),
-            )
-
-        @post("/codes.csv", include_in_schema=False, status_code=200)
-        async def codes_csv(request: Request[Any, Any, Any]) -> Response[Any]:
-            """The codes just shown, posted back by the page, as a CSV file (nothing is stored:
-            the codes exist only in the admin's browser)."""
-            form = await console.form(request)
-            created = [c for c in form.get("codes", "").split() if c.startswith("tkc-")]
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(("code", "amount", "batch"))
-            for code in created:
-                writer.writerow((code, form.get("amount", ""), form.get("batch", "")))
-            name = "".join(c for c in form.get("batch", "") if c.isalnum() or c in "-_") or "codes"
-            return Response(
-                buffer.getvalue(),
-                media_type="text/csv; charset=utf-8",
-                headers={
-                    "content-disposition": f'attachment; filename="tokone-{name}.csv"',
-                    "cache-control": "no-store",
-                },
-            )
-
-        @post("/codes/{code_id:int}/disable", include_in_schema=False, status_code=200)
-        async def code_disable(request: Request[Any, Any, Any], code_id: int) -> Response[Any]:
-            """Disable an unused code."""
-            try:
-                message = await console.run(
-                    admin_ops.code_disable, gateway, admin.actor(request), code_id
-                )
-            except AccountError as exc:
-                return await codes_page(request, exc.status, error=str(exc))
-            return await codes_page(request, message=message)
-
-        @get("/usage", include_in_schema=False)
-        async def usage(request: Request[Any, Any, Any], page: int = 1) -> Response[Any]:
-            """Every account's calls: filters, totals, chart, pages."""
-            filters = {k: request.query_params.get(k, "") for k in USAGE_FILTERS}
-            try:
-                data = await admin.usage_data(filters, max(page, 1))
-            except AccountError as exc:
-                data = await admin.usage_data({}, 1)
-                return admin.page(
-                    request, "admin_usage.html", exc.status, title="Usage", error=str(exc), **data
-                )
-            return admin.page(request, "admin_usage.html", title="Usage", **data)
-
-        @get("/usage.csv", include_in_schema=False)
-        async def usage_csv(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Every filtered call as CSV, streamed."""
-            filters = {k: request.query_params.get(k, "") for k in USAGE_FILTERS}
-            try:
-                wanted, _ = await console.run(admin.usage_filter, filters)
-            except AccountError as exc:
-                return Response(str(exc), status_code=400, media_type="text/plain")
-            names = await console.run(admin_ops.account_names, gateway)
-            return Stream(
-                admin_csv_lines(gateway.engine, wanted, names),
-                media_type="text/csv; charset=utf-8",
-                headers={
-                    "content-disposition": 'attachment; filename="tokone-usage-all.csv"',
-                    "cache-control": "no-store",
-                },
-            )
-
-        @get("/audit", include_in_schema=False)
-        async def audit_page(
-            request: Request[Any, Any, Any],
-            actor: str = "",
-            action: str = "",
-            target: str = "",
-            page: int = 1,
-        ) -> Response[Any]:
-            """Who did what, when, from where, with the values before and after."""
-            wanted = audit.AuditFilter(
-                actor=actor.strip(), action=action.strip(), target=target.strip()
-            )
-            page = max(page, 1)
-            rows = await console.run(
-                audit.list_entries,
-                gateway.engine,
-                wanted,
-                admin_ops.PAGE_SIZE,
-                (page - 1) * admin_ops.PAGE_SIZE,
-            )
-            total = await console.run(audit.count_entries, gateway.engine, wanted)
-            return admin.page(
-                request,
-                "admin_audit.html",
-                title="Audit log",
-                entries=rows,
-                filters={"actor": actor, "action": action, "target": target},
-                page=page,
-                pages=max(1, -(-total // admin_ops.PAGE_SIZE)),
-            )
-
-        async def settings_page(
-            request: Request[Any, Any, Any], status: int = 200, **extra: Any
-        ) -> Response[Any]:
-            rows = await console.run(admin_ops.settings_data, gateway, console.settings)
-            return admin.page(
-                request,
-                "admin_settings.html",
-                status,
-                title="Settings",
-                settings=rows,
-                smtp_host=console.settings.smtp.host,
-                **extra,
-            )
-
-        @get("/settings", include_in_schema=False)
-        async def settings(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Sign-up policy, credit and e-mail domains (database over tokone.toml); SMTP."""
-            return await settings_page(request)
-
-        @post("/settings", include_in_schema=False, status_code=200)
-        async def settings_save(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Store the settings (each change audited)."""
-            form = await console.form(request)
-            try:
-                message = await console.run(
-                    admin_ops.settings_save, gateway, admin.actor(request), form, console.settings
-                )
-            except AccountError as exc:
-                return await settings_page(request, exc.status, error=str(exc))
-            console.forget_live()
-            return await settings_page(request, message=message)
-
-        @post("/settings/smtp-test", include_in_schema=False, status_code=200)
-        async def smtp_test(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Send a test message through the configured SMTP server."""
-            form = await console.form(request)
-            to = form.get("to", "").strip()
-            if not console.settings.smtp.host:
-                return await settings_page(request, 409, error="No SMTP server is configured.")
-            try:
-                await console.run(
-                    send_mail,
-                    console.settings.smtp,
-                    to,
-                    "TokOne test message",
-                    "This is a test message from the TokOne admin console.\n",
-                )
-            except (OSError, smtplib.SMTPException) as exc:
-                return await settings_page(request, 502, error=f"Sending failed: {exc}")
-            await console.run(
-                admin.actor(request).record,
-                gateway,
-                "smtp.test",
-                f"email:{to}",
-                None,
-                {"sent": True},
-            )
-            return await settings_page(request, message=f"A test message was sent to {to}.")
-
-        return [
-            overview,
-            accounts,
-            user_create,
-            account,
-            account_action,
-            user_action,
-            key_action,
-            groups,
-            group_create,
-            group_set,
-            channels,
-            channel_action,
-            codes_list,
-            codes_create,
-            codes_csv,
-            code_disable,
-            usage,
-            usage_csv,
-            audit_page,
-            settings,
-            settings_save,
-            smtp_test,
-        ]
-
     def router(self) -> Router:
         """The admin routes under :data:`PREFIX`, every one behind the role guard."""
         console = self.console
@@ -632,9 +189,39 @@ class AdminPages:
                 error="This page is for the operators of this gateway.",
             )
 
+        admin = self
+
+        def provide_admin() -> AdminPages:
+            """These admin pages, for the handlers' ``admin`` parameter."""
+            return admin
+
+        def provide_console() -> Console:
+            """The console, for the handlers' ``console`` parameter."""
+            return console
+
+        def provide_gateway() -> Gateway:
+            """The gateway, for the handlers' ``gateway`` parameter."""
+            return admin.gateway
+
+        # the page modules import this one (for AdminPages and the helpers)
+        from tokone.plugins.console import (
+            admin_account_pages,
+            admin_catalog_pages,
+            admin_site_pages,
+        )
+
         return Router(
             path=PREFIX,
-            route_handlers=self.handlers(),
+            route_handlers=[
+                *admin_site_pages.HANDLERS,
+                *admin_account_pages.HANDLERS,
+                *admin_catalog_pages.HANDLERS,
+            ],
+            dependencies={
+                "admin": Provide(provide_admin, sync_to_thread=False),
+                "console": Provide(provide_console, sync_to_thread=False),
+                "gateway": Provide(provide_gateway, sync_to_thread=False),
+            },
             guards=[admin_only],
             exception_handlers={NotSignedIn: not_signed_in, NotAdmin: not_admin},
             include_in_schema=False,

@@ -1,4 +1,12 @@
-"""The console's pages: server-rendered Jinja templates, plain forms, CSRF on every POST.
+"""The console's shared service: :class:`Console` (settings, templates, throttle, sessions,
+the data behind each page and the actions on keys and money) and its router.
+
+The pages themselves are module-level handlers grouped by family —
+:mod:`~tokone.plugins.console.auth_pages` (sign in, sign up, verify, reset, sign out),
+:mod:`~tokone.plugins.console.key_pages` (API keys) and
+:mod:`~tokone.plugins.console.account_pages` (dashboard, usage, top up, pricing, models,
+settings); :meth:`Console.router` mounts them with the console as their ``console``
+dependency, the admin console's router and CSRF protection on every POST.
 
 Every action on keys and money calls the domain operation the CLI and the admin API call
 (`create_key`, `rotate_key`, `set_key_status`, `redeem`, ...); this module only checks that
@@ -8,12 +16,8 @@ the key belongs to the signed-in user's account, renders and redirects.
 from __future__ import annotations
 
 import asyncio
-import csv
 import hmac
-import io
-import smtplib
 import time
-from collections.abc import Iterator
 from functools import partial
 from importlib.resources import files
 from typing import Any
@@ -24,23 +28,23 @@ from jinja2 import Environment, FunctionLoader, select_autoescape
 from limits import RateLimitItemPerMinute
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
-from litestar import Request, Response, Router, get, post
+from litestar import Request, Response, Router, get
 from litestar.config.csrf import CSRFConfig
 from litestar.connection import ASGIConnection
+from litestar.di import Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.response import Redirect, Stream
+from litestar.response import Redirect
 from litestar.utils.scope.state import ScopeState
 from sqlmodel import Session, select
 from tokone.core.domain import codes, sessions, settings_store, users
 from tokone.core.domain.alerts import list_deliveries
 from tokone.core.domain.errors import AccountError
 from tokone.core.domain.groups import known_groups
-from tokone.core.domain.key_ops import create_key, list_keys, rotate_key, set_key_status
+from tokone.core.domain.key_ops import create_key, list_keys
 from tokone.core.domain.ledger_entries import add_entry
 from tokone.core.domain.money import format_amount
-from tokone.core.domain.prices import pricing_for
 from tokone.core.domain.spend_limits import set_key_limits
 from tokone.core.domain.usage_report import UsageFilter, parse_time, usage_report
 from tokone.core.gateway import Gateway
@@ -148,7 +152,7 @@ def _day_range(since: str, until: str) -> tuple[float | None, float | None]:
 
 
 class Console:
-    """The console bound to one gateway: its settings, templates, throttle and handlers."""
+    """The console bound to one gateway: its settings, templates, throttle and page data."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -400,576 +404,6 @@ class Console:
         names = {m for provider in self.gateway.config.providers for m in provider.models}
         return sorted(names)
 
-    # -- handlers ------------------------------------------------------------------------
-
-    def handlers(self) -> list[Any]:  # one closure per page keeps them together
-        """Every console route handler, bound to this console."""
-        console = self
-
-        @get("/", include_in_schema=False)
-        async def home(request: Request[Any, Any, Any]) -> Response[Any]:
-            """The dashboard, or the sign-in page for a visitor."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            data = await console.run(console.dashboard_data, user)
-            return console.render(request, "dashboard.html", user, title="Dashboard", **data)
-
-        @get("/login", include_in_schema=False)
-        async def login_page(request: Request[Any, Any, Any], next: str = "/") -> Response[Any]:
-            """The sign-in form."""
-            user = await console.current(request)
-            if user is not None:
-                return Redirect(safe_next(next), status_code=303)
-            return console.render(
-                request, "login.html", None, title="Sign in", next=safe_next(next), email=""
-            )
-
-        @post("/login", include_in_schema=False, status_code=303)
-        async def login(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Check the e-mail and password (throttled) and start a session."""
-            form = await console.form(request)
-            email = users.normalise_email(form.get("email", ""))
-            password = form.get("password", "")
-            target = safe_next(form.get("next"))
-            ip = request.client.host if request.client else "unknown"
-
-            def refuse(message: str, status: int) -> Response[Any]:
-                return console.render(
-                    request,
-                    "login.html",
-                    None,
-                    status,
-                    title="Sign in",
-                    error=message,
-                    next=target,
-                    email=email,
-                )
-
-            if await console.run(console.throttled, email, ip):
-                return refuse("Too many sign-in attempts. Wait a minute and try again.", 429)
-            user = await console.run(users.authenticate, console.engine, email, password)
-            if user is None:
-                return refuse("Wrong e-mail or password.", 401)
-            if user.status != "active":
-                return refuse("This user is disabled. Ask the operator of this gateway.", 403)
-            if console.settings.smtp.verify_email and user.email_verified_at is None:
-                return refuse(
-                    f"Confirm your e-mail first: open the link we sent to {user.email}.", 403
-                )
-            return await console.run(console.start_session, request, user, target)
-
-        @get("/signup", include_in_schema=False)
-        async def signup_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """The sign-up form (or why sign-up is closed)."""
-            return console.render(
-                request,
-                "signup.html",
-                await console.current(request),
-                title="Sign up",
-                form={},
-                credit=console.live().credit_micro,
-                min_length=console.settings.min_password_length,
-            )
-
-        @post("/signup", include_in_schema=False, status_code=303)
-        async def signup(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Create the user and their account (with the sign-up credit) and sign in."""
-            form = await console.form(request)
-            try:
-                user = await console.run(console.sign_up, form, console.base_url(request))
-            except AccountError as exc:
-                form.pop("password", None)
-                form.pop("password2", None)
-                return console.render(
-                    request,
-                    "signup.html",
-                    None,
-                    400 if exc.status < 500 else 500,
-                    title="Sign up",
-                    error=str(exc),
-                    form=form,
-                    credit=console.live().credit_micro,
-                    min_length=console.settings.min_password_length,
-                )
-            if console.settings.smtp.verify_email:
-                return console.render(
-                    request,
-                    "error.html",
-                    None,
-                    title="Check your inbox",
-                    message=f"We sent a link to {user.email}. Open it to confirm your e-mail "
-                    "and sign in.",
-                )
-            return await console.run(console.start_session, request, user, "/keys")
-
-        @get("/verify", include_in_schema=False)
-        async def verify(request: Request[Any, Any, Any], token: str = "") -> Response[Any]:
-            """Confirm an e-mail from the mailed link, credit the sign-up and sign in."""
-            try:
-                user = await console.run(console.verify, token)
-            except AccountError as exc:
-                return console.render(
-                    request,
-                    "error.html",
-                    None,
-                    400,
-                    title="Link expired",
-                    error=str(exc).capitalize() + ".",
-                )
-            return await console.run(console.start_session, request, user, "/keys")
-
-        @get("/forgot", include_in_schema=False)
-        async def forgot_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Ask for a password-reset link."""
-            if not console.settings.smtp.password_reset:
-                return console.render(
-                    request,
-                    "error.html",
-                    None,
-                    404,
-                    title="Not available",
-                    error="Password reset by e-mail is not enabled here.",
-                )
-            return console.render(request, "forgot.html", None, title="Reset your password")
-
-        @post("/forgot", include_in_schema=False, status_code=200)
-        async def forgot(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Mail a reset link if the e-mail belongs to an active user (same answer always)."""
-            if not console.settings.smtp.password_reset:
-                return console.render(
-                    request,
-                    "error.html",
-                    None,
-                    404,
-                    title="Not available",
-                    error="Password reset by e-mail is not enabled here.",
-                )
-            form = await console.form(request)
-            email = users.normalise_email(form.get("email", ""))
-            ip = request.client.host if request.client else "unknown"
-            if await console.run(console.throttled, email, ip):
-                return console.render(
-                    request,
-                    "forgot.html",
-                    None,
-                    429,
-                    title="Reset your password",
-                    error="Too many attempts. Wait a minute and try again.",
-                )
-            try:
-                await console.run(console.send_reset, email, console.base_url(request))
-            except (OSError, smtplib.SMTPException) as exc:
-                console.gateway.log.error("console_mail_failed", error=str(exc))
-                return console.render(
-                    request,
-                    "forgot.html",
-                    None,
-                    503,
-                    title="Reset your password",
-                    error="The e-mail could not be sent. Try again later.",
-                )
-            return console.render(
-                request,
-                "forgot.html",
-                None,
-                title="Reset your password",
-                message="If that address has an account here, we sent it a link to set a new "
-                "password. The link works for an hour.",
-            )
-
-        @get("/reset", include_in_schema=False)
-        async def reset_page(request: Request[Any, Any, Any], token: str = "") -> Response[Any]:
-            """The new-password form of a mailed reset link."""
-            try:
-                await console.run(
-                    users.check_token, console.engine, console.link_secret, "reset", token
-                )
-            except AccountError as exc:
-                return console.render(
-                    request,
-                    "error.html",
-                    None,
-                    400,
-                    title="Link expired",
-                    error=str(exc).capitalize() + ".",
-                )
-            return console.render(
-                request,
-                "reset.html",
-                None,
-                title="Set a new password",
-                token=token,
-                min_length=console.settings.min_password_length,
-            )
-
-        @post("/reset", include_in_schema=False, status_code=200)
-        async def reset(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Set the new password (ending every session) and go to the sign-in page."""
-            form = await console.form(request)
-            try:
-                await console.run(console.reset_password, form)
-            except AccountError as exc:
-                return console.render(
-                    request,
-                    "reset.html",
-                    None,
-                    400,
-                    title="Set a new password",
-                    error=str(exc),
-                    token=form.get("token", ""),
-                    min_length=console.settings.min_password_length,
-                )
-            return console.render(
-                request,
-                "login.html",
-                None,
-                title="Sign in",
-                next="/",
-                email="",
-                message="Password changed. Sign in with it now.",
-            )
-
-        @get("/logout", include_in_schema=False)
-        async def logout_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """A page with the sign-out button (signing out is a POST)."""
-            user = await console.current(request)
-            if user is None:
-                return Redirect("/login", status_code=303)
-            return console.render(request, "logout.html", user, title="Sign out")
-
-        @post("/logout", include_in_schema=False, status_code=303)
-        async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
-            """End this browser's session."""
-            token = request.cookies.get(SESSION_COOKIE, "")
-            if token:
-                await console.run(sessions.end_session, console.engine, token)
-            response = Redirect("/login", status_code=303)
-            response.delete_cookie(SESSION_COOKIE, path="/")
-            return response
-
-        @get("/keys", include_in_schema=False)
-        async def keys_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """The account's keys and the form to make one."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            data = await console.run(console.keys_data, user)
-            return console.render(request, "keys.html", user, title="API keys", **data)
-
-        @post("/keys", include_in_schema=False, status_code=200)
-        async def keys_create(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Make a key (shown once, on this response only)."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            form = await console.form(request)
-            try:
-                row, key = await console.run(console.new_key, user, form)
-            except AccountError as exc:
-                data = await console.run(console.keys_data, user)
-                return console.render(
-                    request,
-                    "keys.html",
-                    user,
-                    400,
-                    title="API keys",
-                    error=str(exc),
-                    form=form,
-                    **data,
-                )
-            return console.render(
-                request,
-                "key_shown.html",
-                user,
-                title="Your new key",
-                key=key,
-                row=row,
-                action="created",
-                base_url=console.base_url(request),
-            )
-
-        @post("/keys/{key_id:int}/{action:str}", include_in_schema=False, status_code=303)
-        async def keys_action(
-            request: Request[Any, Any, Any], key_id: int, action: str
-        ) -> Response[Any]:
-            """Disable, enable, revoke or rotate one of the account's keys."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            statuses = {"disable": "disabled", "enable": "enabled", "revoke": "revoked"}
-            try:
-                await console.run(console.own_key, user, key_id)
-                if action == "rotate":
-                    row, key = await console.run(
-                        rotate_key,
-                        console.engine,
-                        console.gateway.hasher,
-                        console.gateway.config.server.key_prefix,
-                        key_id,
-                    )
-                    return console.render(
-                        request,
-                        "key_shown.html",
-                        user,
-                        title="Your rotated key",
-                        key=key,
-                        row=row,
-                        action="rotated",
-                        base_url=console.base_url(request),
-                    )
-                if action not in statuses:
-                    raise AccountError(f"unknown action {action!r}", 404)
-                await console.run(set_key_status, console.engine, key_id, statuses[action])
-            except AccountError as exc:
-                data = await console.run(console.keys_data, user)
-                return console.render(
-                    request,
-                    "keys.html",
-                    user,
-                    exc.status,
-                    title="API keys",
-                    error=str(exc),
-                    **data,
-                )
-            return Redirect("/keys", status_code=303)
-
-        @get("/keys/{key_id:int}", include_in_schema=False)
-        async def key_page(request: Request[Any, Any, Any], key_id: int) -> Response[Any]:
-            """One key: its settings, its daily usage and its latest calls."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            try:
-                data = await console.run(console.key_data, user, key_id)
-            except AccountError as exc:
-                return console.render(
-                    request, "error.html", user, 404, title="Not found", error=str(exc)
-                )
-            return console.render(request, "key.html", user, **data)
-
-        @post("/keys/{key_id:int}/limits", include_in_schema=False, status_code=200)
-        async def key_limits(request: Request[Any, Any, Any], key_id: int) -> Response[Any]:
-            """Change the key's spend limits and IP allow-list (all checked before any write)."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            form = await console.form(request)
-            try:
-                message = await console.run(console.change_key_limits, user, key_id, form)
-            except AccountError as exc:
-                try:
-                    data = await console.run(console.key_data, user, key_id)
-                except AccountError:
-                    return console.render(
-                        request, "error.html", user, 404, title="Not found", error=str(exc)
-                    )
-                return console.render(
-                    request, "key.html", user, exc.status, error=str(exc), form=form, **data
-                )
-            data = await console.run(console.key_data, user, key_id)
-            return console.render(request, "key.html", user, message=message, **data)
-
-        @get("/usage", include_in_schema=False)
-        async def usage_page(
-            request: Request[Any, Any, Any],
-            since: str = "",
-            until: str = "",
-            key: str = "",
-            model: str = "",
-            page: int = 1,
-        ) -> Response[Any]:
-            """The account's calls, filtered and paginated, with totals and a daily chart."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            filters = {"since": since, "until": until, "key": key, "model": model}
-            try:
-                data = await console.run(console.usage_data, user, filters, max(page, 1))
-            except AccountError as exc:
-                data = await console.run(console.usage_data, user, {}, 1)
-                return console.render(
-                    request, "usage.html", user, 400, title="Usage", error=str(exc), **data
-                )
-            return console.render(request, "usage.html", user, title="Usage", **data)
-
-        @get("/usage.csv", include_in_schema=False)
-        async def usage_csv(
-            request: Request[Any, Any, Any],
-            since: str = "",
-            until: str = "",
-            key: str = "",
-            model: str = "",
-        ) -> Response[Any]:
-            """The filtered calls as CSV, streamed (rows are read in batches)."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            try:
-                wanted = console.call_filter(
-                    user, {"since": since, "until": until, "key": key, "model": model}
-                )
-            except AccountError as exc:
-                return Response(str(exc), status_code=400, media_type="text/plain")
-            return Stream(
-                csv_lines(console.engine, wanted),
-                media_type="text/csv; charset=utf-8",
-                headers={
-                    "content-disposition": 'attachment; filename="tokone-usage.csv"',
-                    "cache-control": "no-store",
-                },
-            )
-
-        @get("/topup", include_in_schema=False)
-        async def topup_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Redeem a code; the account's top-ups, refunds and adjustments."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            return console.render(
-                request,
-                "topup.html",
-                user,
-                title="Top up",
-                **await console.run(console.topup_data, user),
-            )
-
-        @post("/topup/redeem", include_in_schema=False, status_code=200)
-        async def topup_redeem(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Redeem a code for the account (each code credits exactly once)."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            form = await console.form(request)
-            try:
-                amount, _balance = await console.run(
-                    codes.redeem,
-                    console.engine,
-                    console.gateway.hasher,
-                    form.get("code", ""),
-                    user.account_id,
-                )
-            except AccountError as exc:
-                return console.render(
-                    request,
-                    "topup.html",
-                    user,
-                    400,
-                    title="Top up",
-                    error=str(exc).capitalize() + ".",
-                    **await console.run(console.topup_data, user),
-                )
-            return console.render(
-                request,
-                "topup.html",
-                user,
-                title="Top up",
-                message=f"Redeemed: {money(amount)} added to your balance.",
-                **await console.run(console.topup_data, user),
-            )
-
-        @get("/prices", include_in_schema=False)
-        async def pricing_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Every model's prices as this user pays them."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            account = await console.run(console.account, user)
-            gateway, principal = console.gateway, _principal(user, account)
-            prices = await console.run(pricing_for, gateway.engine, gateway.config, principal)
-            return console.render(request, "pricing.html", user, title="Pricing", prices=prices)
-
-        @get("/models", include_in_schema=False)
-        async def models_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Base URLs, endpoints, models and quick starts."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            keys = await console.run(
-                list_keys, console.engine, (await console.run(console.account, user)).name
-            )
-            restricted = sorted({m for key, _ in keys for m in key.models.split(",") if m})
-            models = console.configured_models()
-            return console.render(
-                request,
-                "models.html",
-                user,
-                title="Models & endpoints",
-                base_url=console.base_url(request),
-                models=models,
-                restricted=restricted,
-                example=next((m for m in models if "*" not in m), "mock-1"),
-            )
-
-        @get("/settings", include_in_schema=False)
-        async def settings_page(request: Request[Any, Any, Any]) -> Response[Any]:
-            """Display name, e-mail, password and (with the alerts plugin) low-balance alerts."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            data = await console.run(console.settings_data, user)
-            return console.render(request, "settings.html", user, **data)
-
-        @post("/settings/{what:str}", include_in_schema=False, status_code=200)
-        async def settings_save(request: Request[Any, Any, Any], what: str) -> Response[Any]:
-            """Save the profile or the alert settings, or change the password (ending the
-            other sessions)."""
-            user = await console.current(request)
-            if user is None:
-                return console.to_login(request)
-            form = await console.form(request)
-            token = request.cookies.get(SESSION_COOKIE, "")
-            try:
-                message = await console.run(console.save_settings, user, what, form, token)
-            except AccountError as exc:
-                data = await console.run(console.settings_data, user)
-                kept = {k: v for k, v in form.items() if k.startswith("alert_")}  # no passwords
-                return console.render(
-                    request, "settings.html", user, exc.status, error=str(exc), form=kept, **data
-                )
-            user = await console.current(request) or user
-            data = await console.run(console.settings_data, user)
-            return console.render(request, "settings.html", user, message=message, **data)
-
-        @get("/console/static/{name:str}", include_in_schema=False)
-        async def static(name: str) -> Response[bytes]:
-            """The stylesheet and the script (package data, no CDN)."""
-            if name not in _STATIC:
-                return Response(b"not found", status_code=404, media_type="text/plain")
-            body = files("tokone.plugins.console").joinpath("static", name).read_bytes()
-            return Response(
-                body, media_type=_STATIC[name], headers={"cache-control": "public, max-age=3600"}
-            )
-
-        return [
-            home,
-            login_page,
-            login,
-            signup_page,
-            signup,
-            verify,
-            forgot_page,
-            forgot,
-            reset_page,
-            reset,
-            logout_page,
-            logout,
-            keys_page,
-            keys_create,
-            key_limits,
-            keys_action,
-            key_page,
-            usage_page,
-            usage_csv,
-            topup_page,
-            topup_redeem,
-            pricing_page,
-            models_page,
-            settings_page,
-            settings_save,
-            static,
-        ]
-
     # -- actions -------------------------------------------------------------------------
 
     def sign_up(self, form: dict[str, str], base_url: str) -> User:
@@ -1209,51 +643,40 @@ class Console:
                 "and try again.",
             )
 
-        from tokone.plugins.console.admin_pages import AdminPages  # it imports this module
+        def provide_console() -> Console:
+            """This console, for the handlers' ``console`` parameter."""
+            return console
+
+        # the page modules import this one (for Console and the helpers)
+        from tokone.plugins.console import account_pages, auth_pages, key_pages
+        from tokone.plugins.console.admin_pages import AdminPages
 
         # a plain function, not a bound method: Litestar deep-copies a router's handlers
         return Router(
             path="/",
-            route_handlers=[*self.handlers(), AdminPages(self).router()],
+            route_handlers=[
+                *account_pages.HANDLERS,
+                *auth_pages.HANDLERS,
+                *key_pages.HANDLERS,
+                static,
+                AdminPages(self).router(),
+            ],
+            dependencies={"console": Provide(provide_console, sync_to_thread=False)},
             middleware=[DefineMiddleware(CSRFMiddleware, config=csrf)],
             exception_handlers={PermissionDeniedException: csrf_refused},
             include_in_schema=False,
         )
 
 
-CSV_COLUMNS = (
-    "time",
-    "request_id",
-    "key_id",
-    "key_prefix",
-    "key_name",
-    "model",
-    "endpoint",
-    "stream",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "estimated",
-    "cost",
-    "status",
-    "latency_ms",
-)
-
-
-def csv_lines(engine: Any, wanted: queries.CallFilter) -> Iterator[str]:
-    """The CSV header and one line per call, produced as the rows are read."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for row in queries.iter_calls(engine, wanted):
-        values = {**row, "time": when(row["time"]), "cost": format_amount(row["cost"])}
-        # a spreadsheet must not run a cell as a formula (names are user text)
-        writer.writerow([_cell(values[c]) for c in CSV_COLUMNS])
-        if buffer.tell() > 16384:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+@get("/console/static/{name:str}", include_in_schema=False)
+async def static(name: str) -> Response[bytes]:
+    """The stylesheet and the script (package data, no CDN)."""
+    if name not in _STATIC:
+        return Response(b"not found", status_code=404, media_type="text/plain")
+    body = files("tokone.plugins.console").joinpath("static", name).read_bytes()
+    return Response(
+        body, media_type=_STATIC[name], headers={"cache-control": "public, max-age=3600"}
+    )
 
 
 def _cell(value: Any) -> Any:
