@@ -4,9 +4,6 @@ comes in as the ``console`` dependency the console's router provides."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request, Response, get, post
@@ -14,16 +11,13 @@ from litestar.response import Stream
 from tokone.core.domain import codes
 from tokone.core.domain.errors import AccountError
 from tokone.core.domain.key_ops import list_keys
-from tokone.core.domain.money import format_amount
 from tokone.core.domain.prices import pricing_for
-from tokone.plugins.console import queries
 from tokone.plugins.console.pages import (
     SESSION_COOKIE,
     Console,
-    _cell,
     _principal,
+    calls_csv,
     money,
-    when,
 )
 
 
@@ -82,7 +76,7 @@ async def usage_csv(
     except AccountError as exc:
         return Response(str(exc), status_code=400, media_type="text/plain")
     return Stream(
-        csv_lines(console.engine, wanted),
+        calls_csv(console.engine, wanted, CSV_COLUMNS),
         media_type="text/csv; charset=utf-8",
         headers={
             "content-disposition": 'attachment; filename="tokone-usage.csv"',
@@ -227,22 +221,6 @@ CSV_COLUMNS = (
     "status",
     "latency_ms",
 )
-
-
-def csv_lines(engine: Any, wanted: queries.CallFilter) -> Iterator[str]:
-    """The CSV header and one line per call, produced as the rows are read."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for row in queries.iter_calls(engine, wanted):
-        values = {**row, "time": when(row["time"]), "cost": format_amount(row["cost"])}
-        # a spreadsheet must not run a cell as a formula (names are user text)
-        writer.writerow([_cell(values[c]) for c in CSV_COLUMNS])
-        if buffer.tell() > 16384:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
 
 
 HANDLERS = [

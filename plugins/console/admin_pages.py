@@ -19,9 +19,6 @@ get ``admin``, ``console`` and ``gateway`` as dependencies the router provides.
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-from collections.abc import Iterator
 from typing import Any
 
 from litestar import Request, Response, Router
@@ -32,12 +29,11 @@ from sqlmodel import Session
 from tokone.core.domain import users
 from tokone.core.domain.accounts import get_account
 from tokone.core.domain.errors import AccountError
-from tokone.core.domain.money import format_amount
 from tokone.core.domain.usage_report import UsageFilter, usage_totals
 from tokone.core.gateway import Gateway
 from tokone.plugins.console import admin_ops, queries
 from tokone.plugins.console.charts import bar_chart
-from tokone.plugins.console.pages import Console, _cell, _day_range, when
+from tokone.plugins.console.pages import Console, _day_range
 
 PREFIX = "/manage"
 ADMIN_NAV = (
@@ -247,25 +243,3 @@ ADMIN_CSV_COLUMNS = (
     "status",
     "latency_ms",
 )
-
-
-def admin_csv_lines(
-    engine: Any, wanted: queries.CallFilter, names: dict[int, str]
-) -> Iterator[str]:
-    """The CSV header and one line per call of any account, produced as rows are read."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(ADMIN_CSV_COLUMNS)
-    for row in queries.iter_calls(engine, wanted):
-        values = {
-            **row,
-            "account": names.get(row["account_id"], ""),
-            "time": when(row["time"]),
-            "cost": format_amount(row["cost"]),
-        }
-        writer.writerow([_cell(values[c]) for c in ADMIN_CSV_COLUMNS])
-        if buffer.tell() > 16384:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()

@@ -14,9 +14,9 @@ from tokone.core.domain import audit
 from tokone.core.domain.errors import AccountError
 from tokone.core.gateway import Gateway
 from tokone.plugins.console import admin_ops
-from tokone.plugins.console.admin_pages import USAGE_FILTERS, AdminPages, admin_csv_lines
+from tokone.plugins.console.admin_pages import ADMIN_CSV_COLUMNS, USAGE_FILTERS, AdminPages
 from tokone.plugins.console.mail import send_mail
-from tokone.plugins.console.pages import Console
+from tokone.plugins.console.pages import Console, calls_csv
 
 
 @get("/", include_in_schema=False)
@@ -54,7 +54,7 @@ async def usage_csv(
         return Response(str(exc), status_code=400, media_type="text/plain")
     names = await console.run(admin_ops.account_names, gateway)
     return Stream(
-        admin_csv_lines(gateway.engine, wanted, names),
+        calls_csv(gateway.engine, wanted, ADMIN_CSV_COLUMNS, names),
         media_type="text/csv; charset=utf-8",
         headers={
             "content-disposition": 'attachment; filename="tokone-usage-all.csv"',
