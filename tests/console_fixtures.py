@@ -17,6 +17,9 @@ from typing import Any
 import openai
 import pytest
 from conftest import Gateway
+from sqlalchemy import text
+from tokone.core.config import load_config
+from tokone.core.store.db import make_engine
 from typer.testing import CliRunner
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -143,3 +146,13 @@ def eventually(check: Any, timeout: float = 8.0) -> Any:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.25)
+
+
+def sql(gateway: Gateway, query: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows of a query against the gateway's database."""
+    engine = make_engine(load_config(str(gateway.config_path)).database.url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(text(query), params)]
+    finally:
+        engine.dispose()

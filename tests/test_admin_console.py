@@ -32,10 +32,9 @@ from console_fixtures import (
     needs_chromium,
     shot,
     sign_in,
+    sql,
 )
-from sqlalchemy import text
 from tokone.core.config import load_config
-from tokone.core.store.db import make_engine
 
 SHOTS = Path("/tmp/admin-shots")
 ADMIN_EMAIL = "root@example.com"
@@ -109,16 +108,6 @@ def chat(gateway: Gateway, key: str) -> Any:
     return client.chat.completions.create(
         model="mock-1", messages=[{"role": "user", "content": "Hello from the admin test"}]
     )
-
-
-def sql(gateway: Gateway, query: str, **params: Any) -> list[dict[str, Any]]:
-    """Rows of a query against the gateway's database."""
-    engine = make_engine(load_config(str(gateway.config_path)).database.url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(query), params)]
-    finally:
-        engine.dispose()
 
 
 def last_call(gateway: Gateway, account: str, count: int) -> dict[str, Any]:

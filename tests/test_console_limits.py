@@ -32,11 +32,9 @@ from console_fixtures import (
     shot,
     sign_in,
     sign_up,
+    sql,
 )
-from sqlalchemy import text
 from test_alerts import Receiver
-from tokone.core.config import load_config
-from tokone.core.store.db import make_engine
 from tokone.plugins.console.pages import money
 
 SHOTS = Path("/tmp/console-limit-shots")
@@ -68,16 +66,6 @@ def console_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatewa
     cli(gw, "users", "create", ADMIN_EMAIL, "--admin", "--password-stdin", input=PASSWORD)
     yield gw
     gw.stop()
-
-
-def sql(gateway: Gateway, query: str, **params: Any) -> list[dict[str, Any]]:
-    """Rows of a query against the gateway's database."""
-    engine = make_engine(load_config(str(gateway.config_path)).database.url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(text(query), params)]
-    finally:
-        engine.dispose()
 
 
 def new_key(page: Any, name: str, **fields: str) -> str:
