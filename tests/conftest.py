@@ -131,7 +131,7 @@ refresh_seconds = 0.05
 test polls for them (:func:`wait_until`) instead of sleeping past the default second."""
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0, what: str = "condition") -> T:
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
     """Poll `predicate` every 20 ms until it returns something true, and return that; fail
     (naming `what`) after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@ receiver comes back, and that a dead endpoint never slows calls."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ import threading
 import time
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import httpx
 import openai
@@ -21,7 +23,9 @@ from conftest import free_port, wait_until
 from ledger_checks import CHAT, database_url
 from sqlalchemy import text
 from test_key_limits import MOCK_COST, key_id_of
-from tokone.core.store.db import make_engine
+from tokone.core.store.db import make_engine, upgrade
+from tokone.plugins.alerts.settings import AlertSettings
+from tokone.plugins.alerts.worker import AlertWorker
 
 SECRET = "whsec-test"
 
@@ -113,9 +117,7 @@ def deliveries(gateway) -> list[dict]:
     """Every alert_deliveries row."""
     engine = make_engine(database_url(gateway))
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(text("SELECT * FROM alert_deliveries ORDER BY id")).all()
-            return [dict(r._mapping) for r in rows]
+        return deliveries_of(engine)
     finally:
         engine.dispose()
 
@@ -285,3 +287,48 @@ def test_two_gateways_on_postgres_alert_once(make_gateway, postgres_url, receive
     time.sleep(1.0)
     assert len(receiver.events("low_balance")) == 1
     check_signature(*receiver.requests[0])
+
+
+def test_a_charge_written_after_the_first_scan_still_alerts(tmp_path):
+    """The ledger writes charges behind the calls: a scan that reads the balance before the
+    last charge landed must not forget the account, or its crossing is never alerted (seen
+    on a loaded CI machine). In-process, the worker's scans and a late balance update."""
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                'INSERT INTO accounts (name, "group", balance, held, alert_threshold, '
+                "alert_webhook, alert_email, created_at) "
+                "VALUES ('late', 'default', 10, 0, 5, 'http://127.0.0.1:9/hook', '', 0)"
+            )
+        )
+    gateway = SimpleNamespace(
+        engine=engine,
+        config=SimpleNamespace(server=SimpleNamespace(secret="s")),
+        plugin_config=lambda name: None,
+    )
+
+    async def scenario() -> None:
+        worker = AlertWorker(gateway, AlertSettings(scan_seconds=3600))
+        try:
+            worker.saw(1, 1, None)
+            await worker.scan()  # the call's charge is not written yet: nothing to say
+            assert deliveries_of(engine) == []
+            with engine.begin() as conn:  # now the ledger writer lands it
+                conn.execute(text("UPDATE accounts SET balance = 4 WHERE id = 1"))
+            await worker.scan()
+        finally:
+            await worker.stop()
+
+    asyncio.run(scenario())
+    assert [(r["kind"], r["status"]) for r in deliveries_of(engine)] == [("low_balance", "pending")]
+    engine.dispose()
+
+
+def deliveries_of(engine) -> list[dict]:
+    """Every alert_deliveries row of `engine`."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT * FROM alert_deliveries ORDER BY id")).all()
+        return [dict(r._mapping) for r in rows]

@@ -52,6 +52,9 @@ class AlertSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How often the background task looks for keys about to expire."""
     scan_seconds: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     """How often the background task looks for crossings and sends what is due."""
+    settle_seconds: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    """How long after an account's or key's last call it is still checked on every scan, so
+    a charge the ledger writes after the first scan is still seen."""
     retry_seconds: list[float] = msgspec.field(
         default_factory=lambda: [1.0, 5.0, 30.0, 120.0, 600.0, 3600.0]
     )

@@ -4,6 +4,10 @@
 ``scan_seconds`` this task checks them against their thresholds and limits on a thread
 (:mod:`.detect`), then claims due deliveries and sends them concurrently with their own
 timeouts (:mod:`.deliver`), so a dead webhook endpoint never slows or fails a call.
+
+The ledger and the limit counters are written behind the calls, by their own writers, so a
+scan can read a balance from before a call's charge. An account or key is therefore checked
+on every scan until ``settle_seconds`` after its last call, not only on the first one.
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ class AlertWorker:
         self.settings = settings
         self.secret = settings.webhook_secret or gateway.config.server.secret
         self.limits_settings = gateway.plugin_config("key_limits")
-        self.accounts: set[int] = set()
-        self.keys: dict[int, set[str]] = {}
+        self.accounts: dict[int, float] = {}
+        """Account id → when (monotonic) it last made a call."""
+        self.keys: dict[int, float] = {}
+        """Key id → when (monotonic) it last made a call."""
+        self.refusals: dict[int, set[str]] = {}
+        """Key id → the 402 messages its calls got since the last scan."""
         self.log = structlog.get_logger("tokone")
         self.client = httpx.AsyncClient(timeout=settings.timeout_seconds)
         self._next_expiry_scan = 0.0
@@ -36,10 +44,11 @@ class AlertWorker:
 
     def saw(self, account_id: int, key_id: int, refusal: str | None) -> None:
         """A call of `key_id` finished (refused with `refusal` when a 402): check it later."""
-        self.accounts.add(account_id)
-        self.keys.setdefault(key_id, set())
+        now = time.monotonic()
+        self.accounts[account_id] = now
+        self.keys[key_id] = now
         if refusal is not None:
-            self.keys[key_id].add(refusal)
+            self.refusals.setdefault(key_id, set()).add(refusal)
 
     async def _run(self) -> None:
         while True:
@@ -51,9 +60,11 @@ class AlertWorker:
                 self.log.warning("alerts_scan_failed", error=repr(exc)[:300])
 
     async def scan(self) -> None:
-        """Queue the alerts for what was seen since the last scan (and expiring keys)."""
-        accounts, self.accounts = self.accounts, set()
-        keys, self.keys = self.keys, {}
+        """Queue the alerts of the accounts and keys that spent lately (and expiring keys)."""
+        horizon = time.monotonic() - self.settings.settle_seconds
+        accounts = set(self.accounts)
+        refusals, self.refusals = self.refusals, {}
+        keys = {key_id: refusals.get(key_id, set()) for key_id in self.keys}
         try:
             await asyncio.to_thread(detect.check_accounts, self.engine, accounts, self.settings)
             if keys:
@@ -61,10 +72,11 @@ class AlertWorker:
                     detect.check_keys, self.engine, keys, self.settings, self.limits_settings
                 )
         except BaseException:
-            self.accounts |= accounts  # look again next time
-            for key_id, refusals in keys.items():
-                self.keys.setdefault(key_id, set()).update(refusals)
+            for key_id, seen in refusals.items():  # look again next time
+                self.refusals.setdefault(key_id, set()).update(seen)
             raise
+        self.accounts = {a: t for a, t in self.accounts.items() if t >= horizon}
+        self.keys = {k: t for k, t in self.keys.items() if t >= horizon}
         if time.monotonic() >= self._next_expiry_scan:
             self._next_expiry_scan = time.monotonic() + self.settings.expiry_scan_seconds
             await asyncio.to_thread(detect.check_expiring, self.engine, self.settings)
