@@ -1,9 +1,9 @@
 """The per-channel upstream connection pool: no hidden cap, and a named error when it is full.
 
-A real gateway in front of the fake upstream. The fake upstream paces its streams
-(`FakeUpstream.pace`) so that every request holds its upstream connection for about a
-second and all of them overlap; with the old hidden cap of 100 connections per channel,
-call 101 waited for a free connection and failed.
+A real gateway in front of the fake upstream. The fake upstream holds every stream's first
+chunk until all of them are open at once (`FakeUpstream.hold_until_open`), so with the old
+hidden cap of 100 connections per channel at most 100 were ever open upstream and call 101
+waited for a free connection. Nothing here depends on how fast the machine is.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ async def many(url: str, key: str, count: int) -> list[tuple[int, str]]:
 
 def test_300_concurrent_streams_through_one_channel_all_complete(make_gateway, make_fake_upstream):
     upstream: FakeUpstream = make_fake_upstream(chunks=CHUNKS, record=False)
-    upstream.pace(0.3, 0.15)  # each stream lasts ~1.35 s, so all 300 overlap
-    # first_byte shorter than one stream: a call queued behind a capped pool would time out
-    timeouts = "timeouts = { connect = 1.0, first_byte = 1.0, idle = 5.0 }"
+    upstream.pace(0.05, 0.05)
+    upstream.hold_until_open(STREAMS, timeout=20.0)  # a capped pool never gets there
+    timeouts = "timeouts = { connect = 10.0, first_byte = 60.0, idle = 60.0 }"
     gateway = make_gateway(provider("only", upstream.base_url + "/v1", extra=timeouts), mock=False)
     key = gateway.funded_key()
 
@@ -55,6 +55,7 @@ def test_300_concurrent_streams_through_one_channel_all_complete(make_gateway, m
     expected = reply_text("gpt-4o-mini", CHUNKS)
     failed = [r for r in results if r != (200, expected)]
     assert not failed, f"{len(failed)} of {STREAMS} failed, first: {failed[0]}"
+    assert upstream.peak_streams == STREAMS
 
 
 def test_a_full_pool_fails_with_an_error_naming_the_pool(make_gateway, make_fake_upstream):

@@ -83,6 +83,12 @@ class UpstreamServer:
         self._usage_modes: deque[str] = deque()
         self._chunk_delay = 0.0
         self._first_delay = 0.0
+        self.open_streams = 0
+        """Paced streams open right now (headers sent, not finished)."""
+        self.peak_streams = 0
+        """The most paced streams that were open at once since the start (or `reset`)."""
+        self._together: tuple[int, float] | None = None
+        self._all_open: asyncio.Event | None = None
         self._runner: web.AppRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -184,6 +190,7 @@ class UpstreamServer:
         """Forget recorded requests and clear all failure injection (incl. chunk delay)."""
         with self._lock:
             self._requests.clear()
+        self.peak_streams = 0
         self.clear_failures()
 
     def _record(self, request: web.Request, body: Any, method: str | None = None) -> None:
@@ -244,6 +251,13 @@ class UpstreamServer:
             self._first_delay = float(first)
             self._chunk_delay = float(gap)
 
+    def hold_until_open(self, count: int, timeout: float) -> None:
+        """Paced streams send their first chunk only once ``count`` of them are open at once
+        (or ``timeout`` s after each one opened): all of them then overlap, however slowly
+        the machine opens them, and `peak_streams` shows whether something capped them."""
+        with self._lock:
+            self._together = (int(count), float(timeout))
+
     def fail_ws_turn(self, status: int, count: int = 1) -> None:
         """Answer the next ``count`` WebSocket ``response.create`` turns with an error event."""
         with self._lock:
@@ -267,6 +281,8 @@ class UpstreamServer:
             self._ws_fail.clear()
             self._chunk_delay = 0.0
             self._first_delay = 0.0
+            self._together = None
+            self._all_open = None
 
     def _pop(self, queue: deque[Any]) -> Any:
         if not queue:  # lock-free fast path for the common case
@@ -366,6 +382,35 @@ class UpstreamServer:
         if plan is None:  # hot path: one write
             await resp.write(b"".join(frame(name, payload) for _, name, payload in events))
             return resp
+        self.open_streams += 1
+        self.peak_streams = max(self.peak_streams, self.open_streams)
+        try:
+            await self._wait_for_company()
+            return await self._emit_paced(request, resp, events, frame, plan)
+        finally:
+            self.open_streams -= 1
+
+    async def _wait_for_company(self) -> None:
+        """Hold this stream until `hold_until_open`'s count is open at once (or its timeout)."""
+        if self._together is None:
+            return
+        count, timeout = self._together
+        if self._all_open is None:
+            self._all_open = asyncio.Event()
+        if self.open_streams >= count:
+            self._all_open.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_open.wait(), timeout)
+
+    async def _emit_paced(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        events: Iterable[Event],
+        frame: Callable[[str | None, Any], bytes],
+        plan: StreamPlan,
+    ) -> web.StreamResponse:
+        """Write the events one by one with the plan's delays, cuts and stalls."""
         idx = 0
         post_gated = False
         for kind, name, payload in events:
