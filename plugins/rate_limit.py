@@ -53,12 +53,10 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, cast
 
-import redis.asyncio as aioredis
 from limits import RateLimitItem, RateLimitItemPerMinute
 from limits.aio.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from redis.exceptions import RedisError
 from tokone.core.config import LimitSet, RateLimitsConfig
 from tokone.core.errors import GatewayError
 from tokone.core.gateway import Gateway
@@ -74,7 +72,6 @@ RULE_FIELDS: dict[str, tuple[str, str]] = {
     "group_rpm": ("requests", "group"),
     "group_tpm": ("tokens", "group"),
 }
-STORAGE_ERRORS = (StorageError, RedisError, OSError)
 SLOT = "rate_limit_slot"
 
 _ACQUIRE_SLOT = """
@@ -147,6 +144,9 @@ def go_duration(seconds: float) -> str:
 class MemorySlots:
     """Concurrency slots of one process: leases that lapse like the Redis ones."""
 
+    errors: tuple[type[Exception], ...] = ()
+    """What an outage of this storage raises besides `StorageError` and `OSError`: nothing."""
+
     def __init__(self, lease_seconds: float) -> None:
         self.lease = lease_seconds
         self.used: dict[str, dict[str, float]] = {}
@@ -178,6 +178,11 @@ class RedisSlots:
     """Concurrency slots shared by every process: a sorted set of leases per key."""
 
     def __init__(self, url: str, prefix: str, lease_seconds: float) -> None:
+        import redis.asyncio as aioredis  # only when Redis is configured: a slow import
+        from redis.exceptions import RedisError
+
+        self.errors: tuple[type[Exception], ...] = (RedisError,)
+        """What an outage of Redis raises besides `StorageError` and `OSError`."""
         self.client = aioredis.Redis.from_url(url)
         self.prefix = prefix
         self.lease = lease_seconds
@@ -219,6 +224,8 @@ class RateLimiter:
             else FixedWindowRateLimiter(storage)
         )
         self.tokens = FixedWindowRateLimiter(storage)
+        self.errors = (StorageError, OSError, *self.slots.errors)
+        """What a storage outage raises: calls are then admitted and the failure logged."""
         self.tasks: set[asyncio.Task[None]] = set()
         self._items: dict[int, RateLimitItem] = {}
 
@@ -287,7 +294,7 @@ class RateLimiter:
                         headers={"retry-after": "1"},
                     )
                 call.extra[SLOT] = key
-        except STORAGE_ERRORS as exc:
+        except self.errors as exc:
             _storage_failed(exc)
 
     async def refusal(self, call: Call, rules: list[Rule], refused: Rule) -> GatewayError:
@@ -329,7 +336,7 @@ class RateLimiter:
                 await self.slots.release(slot, member)
             for rule in rules:
                 await self.tokens.hit(rule.item, *rule.identifiers, cost=tokens)
-        except STORAGE_ERRORS as exc:
+        except self.errors as exc:
             _storage_failed(exc)
 
     async def aclose(self) -> None:
@@ -401,5 +408,5 @@ async def shutdown(gateway: Gateway) -> None:
     """Count what is still being counted, then close the storage connections."""
     found: Any = gateway.state.pop("rate_limit", None)
     if found is not None:
-        with contextlib.suppress(*STORAGE_ERRORS):
+        with contextlib.suppress(*found.errors):
             await found.aclose()

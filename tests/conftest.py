@@ -14,13 +14,17 @@ on the path (:func:`importable`, `plugin_modules`). The ledger's own checks live
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,7 +44,7 @@ from google.genai import types as genai_types
 from sqlalchemy import text
 from tokone.core.cli.main import app as cli_app
 from tokone.core.config import load_config
-from tokone.core.store.db import make_engine
+from tokone.core.store.db import make_engine, upgrade
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TOKONE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -172,8 +176,38 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_TEMPLATE_LOCK = threading.Lock()
+_TEMPLATE: list[Path] = []
+
+
+def migrated_sqlite_template() -> Path:
+    """An SQLite database at the newest revision, made once per test process (alembic's
+    import and run take about a second, and most tests start a gateway on a new database;
+    the first run's own migration is tested in test_cli and test_migrations)."""
+    with _TEMPLATE_LOCK:
+        if not _TEMPLATE:
+            folder = tempfile.mkdtemp(prefix="tokone-template-")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            path = Path(folder) / "template.db"
+            upgrade(f"sqlite:///{path}")
+            _TEMPLATE.append(path)
+        return _TEMPLATE[0]
+
+
+def seed_database(config_path: Path) -> None:
+    """Give the config's SQLite database the migrated schema when the file does not exist yet
+    (the way `tokone serve` would create it, without running the migrations again)."""
+    url = load_config(str(config_path)).database.url
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///"))
+    if path.parent.is_dir() and not path.exists():
+        shutil.copyfile(migrated_sqlite_template(), path)
+
+
 class Gateway:
-    """A `tokone serve` subprocess with its own config file and database."""
+    """A `tokone serve` subprocess with its own config file and database (a new SQLite file
+    starts from the migrated template: :func:`seed_database`)."""
 
     def __init__(self, directory: Path, config_text: str, port: int) -> None:
         self.directory = directory
@@ -181,6 +215,7 @@ class Gateway:
         self.url = f"http://127.0.0.1:{port}"
         self.config_path = directory / "tokone.toml"
         self.config_path.write_text(config_text)
+        seed_database(self.config_path)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = directory / f"gateway-{port}.log"
         self.serving_port = port

@@ -249,9 +249,9 @@ def serve(
         make_plugin_manager(config)  # plugins import and their [plugins.NAME] tables are valid
     except ConfigError as exc:
         raise fail(str(exc)) from None
-    if config.database.url.startswith("sqlite"):
-        upgrade(config.database.url)
     check_database_or_exit(config)
+    if config.database.url.startswith("sqlite"):
+        migrated_engine(config).dispose()  # alembic only for a new or older database
     if config.path and config.path != "<defaults>":
         os.environ["TOKONE_CONFIG"] = os.path.abspath(config.path)
     host = host or config.server.host
