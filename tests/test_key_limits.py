@@ -42,20 +42,21 @@ def key_id_of(gateway, account: str) -> int:
         engine.dispose()
 
 
-def key_spent(url: str, key_id: int) -> dict[str, int]:
-    """Every spend counter of a key (period label -> spent) and its open lease amount."""
+def key_spent(url: str, key_id: int, scope: str = "") -> dict[str, int]:
+    """Every spend counter of a key (or of another `scope`, e.g. ``account:1``: period label
+    -> spent) and its open lease amount."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
             counters = dict(
                 conn.execute(
                     text("SELECT period, spent FROM spend_counters WHERE scope = :s"),
-                    {"s": f"key:{key_id}"},
+                    {"s": scope or f"key:{key_id}"},
                 ).all()
             )
             leased = conn.execute(
                 text("SELECT COALESCE(SUM(amount), 0) FROM spend_holds WHERE scope = :s"),
-                {"s": f"key:{key_id}"},
+                {"s": scope or f"key:{key_id}"},
             ).scalar_one()
     finally:
         engine.dispose()
@@ -178,12 +179,18 @@ def test_account_budget(make_gateway):
     assert codes[:3] == [200, 200, 200] and codes[-1] == 402
 
 
-def test_two_gateways_on_postgres_enforce_one_limit(make_gateway, postgres_url):
+@pytest.mark.parametrize("scope", ["key", "account budget"])
+def test_two_gateways_on_postgres_enforce_one_limit(make_gateway, postgres_url, scope):
+    """A key's period limit, or its account's budget, holds for 300 concurrent calls spread
+    over two processes sharing one PostgreSQL database."""
     gateways = [make_gateway(database=postgres_url) for _ in range(2)]
     key = gateways[0].funded_key("shared", "10")
     key_id = key_id_of(gateways[0], "shared")
     limit = 20 * MOCK_COST
-    gateways[0].cli("limits", "key", str(key_id), "--per-period", f"0.{limit:06d}")
+    if scope == "key":
+        gateways[0].cli("limits", "key", str(key_id), "--per-period", f"0.{limit:06d}")
+    else:
+        gateways[0].cli("limits", "account", "shared", "--budget", f"0.{limit:06d}")
     results = asyncio.run(fire([g.url for g in gateways], key, 300))
     statuses = [status for status, _ in results]
     assert set(statuses) <= {200, 402}, statuses
@@ -192,9 +199,21 @@ def test_two_gateways_on_postgres_enforce_one_limit(make_gateway, postgres_url):
     assert_ledger_consistent(postgres_url, "shared")
     assert state.usage_cost == admitted * MOCK_COST <= limit
     assert admitted >= (limit - 2 * 16 * 62) // MOCK_COST  # each process may keep a lease
-    today = datetime.now(UTC).date().isoformat()
-    counters = key_spent(postgres_url, key_id)
-    assert counters[f"day:{today}@UTC"] == state.usage_cost
+    if scope == "key":
+        today = datetime.now(UTC).date().isoformat()
+        counters = key_spent(postgres_url, key_id)
+        assert counters[f"day:{today}@UTC"] == state.usage_cost
+    else:
+        engine = make_engine(postgres_url)
+        with engine.connect() as conn:
+            query = text("SELECT account_id FROM api_keys WHERE id = :k")
+            account_id = conn.execute(query, {"k": key_id}).scalar_one()
+        engine.dispose()
+        counters = key_spent(postgres_url, key_id, f"account:{account_id}")
+        month = datetime.now(UTC).strftime("%Y-%m")
+        assert [spent for period, spent in counters.items() if month in period] == [
+            state.usage_cost
+        ]
 
 
 def test_admin_api_sets_limits_budget_and_alerts(make_gateway):

@@ -1,7 +1,7 @@
 """Spend limits per key (total and per day / week / month) and budgets per account.
 
 Set with ``tokone limits key KEY_ID --per-period 5 --period day`` (or the admin API's
-``PATCH /admin/keys/{id}/limits``); defaults per group in ``[plugins.key_limits.groups.NAME]``;
+``PUT /admin/keys/{id}/limits``); defaults per group in ``[plugins.key_limits.groups.NAME]``;
 see the README's "Spend limits, budgets and IP allow-lists".
 
 How it holds: exactly as the ledger holds the balance (:mod:`tokone.plugins.ledger`). At
