@@ -224,7 +224,7 @@ class RateLimiter:
             else FixedWindowRateLimiter(storage)
         )
         self.tokens = FixedWindowRateLimiter(storage)
-        self.errors = (StorageError, OSError, *self.slots.errors)
+        self.errors: tuple[type[Exception], ...] = (StorageError, OSError, *self.slots.errors)
         """What a storage outage raises: calls are then admitted and the failure logged."""
         self.tasks: set[asyncio.Task[None]] = set()
         self._items: dict[int, RateLimitItem] = {}
