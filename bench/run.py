@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py [--duration 10] [--workloads chat_c1,chat_c32,...]
                                   [--soak] [--json results.json] [--litellm /venv/bin/python]
+                                  [--paced 200,1000,5000] [--tokone-workers N]
 
 Starts ``tests/fake_upstream`` (zero delay, 16 chunks per stream) and ``tokone serve``
 with the full default plugin pipeline on SQLite (key auth, admission with a balance hold,
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,11 +39,11 @@ from services import (
     TokOne,
     available_adapters,
     bare_relay,
-    cpu_seconds,
+    cpu_total,
     fake_upstream,
     http_request,
     litellm,
-    rss_bytes,
+    rss_total,
 )
 
 BENCH = Path(__file__).resolve().parent
@@ -188,20 +190,23 @@ def probe(target: Target, workload: Workload) -> str | None:
     return None
 
 
-def wait_idle(pid: int, timeout: float = 10.0) -> None:
-    """Wait until `pid` uses < 5% CPU over 200 ms (abandoned requests and ledger writes done)."""
+def wait_idle(pids: list[int], timeout: float = 10.0) -> None:
+    """Wait until `pids` use < 5% CPU over 200 ms (abandoned requests and ledger writes done)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        before = cpu_seconds(pid)
+        before = cpu_total(pids)
         time.sleep(0.2)
-        if cpu_seconds(pid) - before < 0.01:
+        if cpu_total(pids) - before < 0.01:
             return
 
 
 def measure(target: Target, workload: Workload, seconds: float, upstream: Service) -> LoadResult:
-    """One wrk run with CPU of the target and the upstream, and the target's RSS after."""
-    pids = {"server": target.service.pid, "upstream": upstream.pid}
-    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    """One wrk run with CPU of the target and the upstream, and the target's RSS after.
+
+    A target with several workers has its CPU and RSS summed over them.
+    """
+    pids = {"server": target.service.pids, "upstream": [upstream.pid]}
+    cpu_before = {name: cpu_total(p) for name, p in pids.items()}
     result, _ = run_wrk(
         target.service.url + workload.path,
         BENCH / workload.script,
@@ -209,9 +214,9 @@ def measure(target: Target, workload: Workload, seconds: float, upstream: Servic
         seconds,
         target.key,
     )
-    for name, pid in pids.items():
-        result.extra[f"{name}_cpu"] = (cpu_seconds(pid) - cpu_before[name]) / result.seconds
-    result.extra["rss_mb"] = rss_bytes(pids["server"]) / 2**20
+    for name, p in pids.items():
+        result.extra[f"{name}_cpu"] = (cpu_total(p) - cpu_before[name]) / result.seconds
+    result.extra["rss_mb"] = rss_total(pids["server"]) / 2**20
     return result
 
 
@@ -320,11 +325,14 @@ def notes_for(rows: list[Row]) -> list[str]:
     return notes
 
 
-def run_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
+def run_py_spy(
+    pid: int, seconds: float, out: Path, rate: int = 100
+) -> subprocess.Popen[bytes] | None:
     """Start `py-spy record --gil --format raw` on `pid` (None if py-spy is missing).
 
     `--gil` samples only the thread holding the GIL: in one gateway process that is where
     the interpreter's time goes (waits with the GIL released, e.g. SQLite I/O, are left out).
+    It records for `seconds` or until :func:`stop_py_spy`.
     """
     exe = shutil.which("py-spy", path=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     if exe is None:
@@ -339,7 +347,7 @@ def run_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] |
             "--duration",
             str(max(1, round(seconds))),
             "--rate",
-            "100",
+            str(rate),
             "--gil",
             "--format",
             "raw",
@@ -349,6 +357,13 @@ def run_py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] |
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def stop_py_spy(profiler: subprocess.Popen[bytes]) -> None:
+    """End a recording now (SIGINT: py-spy writes what it sampled) and wait for the file."""
+    if profiler.poll() is None:
+        profiler.send_signal(signal.SIGINT)
+    profiler.wait(timeout=60)
 
 
 PROJECT_DIRS = ("core/", "plugins/", "providers/")
@@ -439,12 +454,12 @@ def run_workloads(
                 )
                 if target.name == "tokone":
                     tally.add(warm, workload.connections)
-                wait_idle(target.service.pid)
+                wait_idle(target.service.pids)
             profiler = None
             if args.py_spy and target.name == "tokone":
                 out = Path(args.py_spy) / f"{name}.raw.txt"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                profiler = run_py_spy(target.service.pid, args.duration, out)
+                profiler = run_py_spy(target.service.pid, args.duration, out, args.py_spy_rate)
             result = measure(target, workload, args.duration, upstream)
             if target.name == "tokone":
                 tally.add(result, workload.connections)
@@ -461,7 +476,7 @@ def run_workloads(
                 f"p99 {fmt_ms(result.p99_ms)} ms, {result.errors} errors"
                 + (f", RSS {result.extra['rss_mb']:.1f} MB" if target.name != "direct" else "")
             )
-            wait_idle(target.service.pid)
+            wait_idle(target.service.pids)
     return rows
 
 
@@ -472,8 +487,7 @@ def run_soak(
     workload = WORKLOADS["chat_c32"]
     url = tokone.service.url + workload.path
     body, headers = workload.body(), workload.headers(tokone.key)
-    pid = tokone.service.pid
-    baseline = rss_bytes(pid) / 2**20
+    baseline = rss_total(tokone.service.pids) / 2**20
     report(
         f"soak: {args.soak_rounds} rounds x {args.soak_requests} requests, "
         f"{workload.connections} connections, RSS before: {baseline:.1f} MB"
@@ -484,8 +498,8 @@ def run_soak(
         result = run_fixed_count(url, body, headers, args.soak_requests, workload.connections)
         tally.ok += result.ok
         tally.slack += result.errors
-        wait_idle(pid)
-        rss = rss_bytes(pid) / 2**20
+        wait_idle(tokone.service.pids)
+        rss = rss_total(tokone.service.pids) / 2**20
         rounds.append(
             {
                 "round": n,
@@ -506,30 +520,60 @@ def run_soak(
 
 
 def run_paced_mode(
-    args: argparse.Namespace, targets: list[Target], tally: Tally, report: Callable[[str], None]
+    args: argparse.Namespace,
+    targets: list[Target],
+    upstream: Service,
+    tally: Tally,
+    report: Callable[[str], None],
 ) -> list[tuple[str, PacedResult]]:
-    """For each stream count: hold that many paced chat streams, direct then through TokOne."""
+    """For each stream count: hold that many paced chat streams against each target in turn.
+
+    Gateway CPU and RSS are summed over the target's serving processes (TokOne's workers;
+    LiteLLM's serving worker). LiteLLM is skipped above `--litellm-max-streams`.
+    """
     workload = WORKLOADS["chat_stream_c32"]
     rows: list[tuple[str, PacedResult]] = []
+    idle_rss: dict[str, float] = {}
     for streams in args.paced:
         for target in targets:
-            pid = None if target.name == "direct" else target.service.pid
+            if target.name == "litellm" and streams > (args.litellm_max_streams or streams):
+                report(f"paced {streams}/litellm: skipped (--litellm-max-streams)")
+                continue
+            pids = None if target.name == "direct" else target.service.pids
+            if pids and target.name not in idle_rss:
+                if args.paced_warmup > 0:  # first calls pay imports, caches, pool set-up
+                    warm = run_paced(
+                        target.service.url + workload.path,
+                        workload.body(),
+                        workload.headers(target.key),
+                        args.paced_warmup,
+                        args.paced_chunks,
+                    )
+                    if target.name == "tokone":
+                        tally.ok += warm.completed
+                        tally.slack += warm.errors
+                    wait_idle(pids)
+                idle_rss[target.name] = rss_total(pids) / 2**20
             profiler = None
             if args.py_spy and target.name == "tokone":
                 out = Path(args.py_spy) / f"paced_{streams}x{args.paced_chunks}.raw.txt"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                seconds = args.paced_first + args.paced_gap * args.paced_chunks + 1
-                profiler = run_py_spy(target.service.pid, seconds, out)
+                # the whole run: stopped when the last stream has ended
+                profiler = run_py_spy(target.service.pid, 600, out, args.py_spy_rate)
+            report(f"paced {streams}/{target.name}: running")
             result = run_paced(
                 target.service.url + workload.path,
                 workload.body(),
                 workload.headers(target.key),
                 streams,
                 args.paced_chunks,
-                pid,
+                pids,
+                clients=args.paced_clients,
+                upstream_pid=upstream.pid,
             )
+            result.idle_rss_mb = idle_rss.get(target.name)
             if profiler is not None:
-                profiler.wait(timeout=60)
+                stop_py_spy(profiler)
                 report(f"paced {streams}/tokone py-spy, share of GIL-holding samples ({out}):")
                 for title, top in profile_summary(out).items():
                     report(f"  top {title}:")
@@ -541,11 +585,28 @@ def run_paced_mode(
             rows.append((target.name, result))
             report(
                 f"paced {streams}/{target.name}: {result.completed} completed, "
-                f"{result.errors} errors {result.first_error[:200]}"
+                f"{result.errors} errors {result.error_kinds or ''} {result.first_error[:200]}"
+                f" ({result.seconds:.1f} s, client cpu {result.client_cpu:.2f})"
             )
-            if pid is not None:
-                wait_idle(pid)
+            if pids is not None:
+                wait_idle(pids, timeout=60.0)
     return rows
+
+
+def paced_notes(rows: list[tuple[str, PacedResult]]) -> list[str]:
+    """Runs where a client process or the fake upstream was near a full core."""
+    notes = []
+    for name, r in rows:
+        if r.client_cpu >= SATURATED:
+            notes.append(
+                f"paced {r.streams}/{name}: a client process used {r.client_cpu:.2f} of a core; "
+                "the load generator may be the bottleneck (try --paced-clients 2)."
+            )
+        if r.upstream_cpu is not None and r.upstream_cpu >= SATURATED:
+            notes.append(
+                f"paced {r.streams}/{name}: the fake upstream used {r.upstream_cpu:.2f} of a core."
+            )
+    return notes
 
 
 def soak_table(rounds: list[dict[str, float]]) -> str:
@@ -659,6 +720,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=16,
         help="paced mode: content chunks per stream (default 16)",
     )
+    parser.add_argument(
+        "--paced-warmup",
+        type=int,
+        default=10,
+        help="paced mode: streams sent unmeasured through each gateway first (default 10)",
+    )
+    parser.add_argument(
+        "--paced-clients",
+        type=int,
+        default=1,
+        help="paced mode: client processes the streams are split over (default 1)",
+    )
+    parser.add_argument(
+        "--litellm-max-streams",
+        type=int,
+        default=None,
+        help="paced mode: run LiteLLM only at stream counts up to this (default: all)",
+    )
+    parser.add_argument(
+        "--tokone-workers",
+        type=int,
+        default=1,
+        help="tokone serve --workers N (default 1); CPU and RSS are summed over the workers",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write all results as JSON here")
     parser.add_argument(
         "--litellm",
@@ -670,6 +755,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="profile each TokOne run with py-spy (raw stacks into DIR) and "
         "print the top self-time functions",
+    )
+    parser.add_argument(
+        "--py-spy-rate",
+        type=int,
+        default=100,
+        help="py-spy samples per second (default 100)",
     )
     parser.add_argument(
         "--keep",
@@ -720,7 +811,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         upstream = fake_upstream(workdir, pacing)
         services.append(upstream)
-        tokone = TokOne(workdir, upstream.url, adapters)
+        tokone = TokOne(workdir, upstream.url, adapters, workers=args.tokone_workers)
         missing = sorted({"openai", "anthropic", "gemini"} - set(tokone.families))
         if missing:
             report(f"TokOne has no adapter for {', '.join(missing)}: those workloads are skipped")
@@ -733,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
             targets.append(Target("litellm", lite, master))
         report(
             f"fake upstream {upstream.url} (pid {upstream.pid}), TokOne {tokone.service.url} "
-            f"(serving pid {tokone.service.pid})"
+            f"(serving pids {tokone.service.pids})"
+            + (f", LiteLLM serving pids {targets[2].service.pids}" if args.litellm else "")
         )
         tally = Tally()
         rows = run_workloads(args, targets, upstream, tally, tokone.families, report)
@@ -744,15 +836,15 @@ def main(argv: list[str] | None = None) -> int:
             bare = bare_relay(workdir, upstream.url)
             services.append(bare)
             report(f"bare relay {bare.url} (pid {bare.pid})")
-            relays = [targets[0], Target("bare", bare, key), targets[1]]
-            paced = run_paced_mode(args, relays, tally, report)
+            relays = [targets[0], Target("bare", bare, key), *targets[1:]]
+            paced = run_paced_mode(args, relays, upstream, tally, report)
         clean_stop = tokone.stop()
         billing = tokone.billing()
         problems = billing.problems(tally.ok, tally.slack)
         if not clean_stop:
             problems.append("TokOne did not stop within 60 s (killed): pending writes were lost")
         names = [t.name for t in targets]
-        notes = notes_for(rows)
+        notes = notes_for(rows) + paced_notes(paced)
         if rows:
             print("\nResults (req/s: higher is better; latency in ms; errors = socket + 4xx/5xx)")
             print(results_table(rows, names))
@@ -761,7 +853,10 @@ def main(argv: list[str] | None = None) -> int:
         if paced:
             print(
                 f"\nPaced streams (first chunk after {args.paced_first:g}s, then "
-                f"{args.paced_chunks - 1} more {args.paced_gap:g}s apart; openai chat)"
+                f"{args.paced_chunks - 1} more {args.paced_gap:g}s apart; openai chat; "
+                f"TokOne with {args.tokone_workers} worker(s), CPU and RSS summed over them; "
+                f"{args.paced_clients} client process(es); {os.cpu_count()} cores shared by "
+                "client, upstream and gateways)"
             )
             print(paced_table(paced))
         if rounds:

@@ -116,12 +116,13 @@ def _holds_socket(pid: int, targets: set[str]) -> bool:
     return False
 
 
-def serving_pid(root: int, port: int) -> int:
-    """The process under `root` (itself included) that serves `port`.
+def serving_pids(root: int, port: int) -> list[int]:
+    """The processes under `root` (itself included) that serve `port`, sorted.
 
-    The deepest process holding the listening socket wins, so `tokone serve` measured with
-    uvicorn workers (or a launcher that forks its server) gives the worker. Falls back to
-    `root` when /proc is not readable.
+    The deepest processes holding the listening socket win, so `tokone serve --workers N`
+    gives its N uvicorn workers (not the supervisor that also holds the socket) and a
+    launcher that forks its server gives the server. Falls back to `[root]` when /proc is
+    not readable.
     """
     targets = _listen_inodes(port)
     tree: list[tuple[int, int]] = []  # (depth, pid)
@@ -131,7 +132,25 @@ def serving_pid(root: int, port: int) -> int:
         tree.append((depth, pid))
         stack.extend((depth + 1, child) for child in _children(pid))
     holders = [(depth, pid) for depth, pid in tree if targets and _holds_socket(pid, targets)]
-    return max(holders)[1] if holders else root
+    if not holders:
+        return [root]
+    deepest = max(depth for depth, _ in holders)
+    return sorted(pid for depth, pid in holders if depth == deepest)
+
+
+def serving_pid(root: int, port: int) -> int:
+    """The one process that serves `port` (the first, if several workers do)."""
+    return serving_pids(root, port)[0]
+
+
+def cpu_total(pids: list[int]) -> float:
+    """:func:`cpu_seconds` summed over `pids` (the workers of one server)."""
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def rss_total(pids: list[int]) -> int:
+    """:func:`rss_bytes` summed over `pids` (shared pages are counted once per process)."""
+    return sum(rss_bytes(pid) for pid in pids)
 
 
 def http_request(
@@ -194,9 +213,14 @@ class Service:
     @property
     def pid(self) -> int:
         """The pid of the process serving the port (a worker, if the launcher forks one)."""
+        return self.pids[0]
+
+    @property
+    def pids(self) -> list[int]:
+        """Every process serving the port (all the workers of a multi-worker server)."""
         if self.process is None:
             raise BenchError(f"{self.name} is not running")
-        return serving_pid(self.process.pid, self.port)
+        return serving_pids(self.process.pid, self.port)
 
     def alive(self) -> bool:
         """Whether the process is still running."""
@@ -278,7 +302,7 @@ _TOKONE_CONFIG = """\
 [server]
 host = "127.0.0.1"
 port = {port}
-workers = 1
+workers = {workers}
 secret = "{secret}"
 log_level = "info"
 
@@ -355,8 +379,11 @@ class Billing:
 class TokOne:
     """A TokOne gateway on SQLite in `workdir`, set up with a funded account and a key."""
 
-    def __init__(self, workdir: Path, upstream_url: str, adapters: set[str]) -> None:
+    def __init__(
+        self, workdir: Path, upstream_url: str, adapters: set[str], workers: int = 1
+    ) -> None:
         self.workdir = workdir
+        self.workers = workers
         self.database = workdir / "tokone.db"
         self.config_path = workdir / "tokone.bench.toml"
         self.log_path = workdir / "tokone.log"
@@ -373,6 +400,7 @@ class TokOne:
         self.config_path.write_text(
             _TOKONE_CONFIG.format(
                 port=self.port,
+                workers=workers,
                 secret=secrets.token_hex(16),
                 database=self.database,
                 providers=providers,
@@ -409,16 +437,28 @@ class TokOne:
         return self.key
 
     def start(self) -> Service:
-        """`tokone serve --port P --workers 1`, logging to tokone.log; waits for /healthz."""
+        """`tokone serve --port P --workers N`, logging to tokone.log; waits for /healthz.
+
+        With several workers it also waits until all N hold the listening socket, so their
+        pids (:attr:`Service.pids`) can be measured together.
+        """
         argv = [sys.executable, "-m", "tokone.core.cli.main", "--config", str(self.config_path)]
         self.service = Service(
             name="tokone",
-            argv=[*argv, "serve", "--port", str(self.port), "--workers", "1"],
+            argv=[*argv, "serve", "--port", str(self.port), "--workers", str(self.workers)],
             port=self.port,
             log_path=self.log_path,
             cwd=self.workdir,
             env={"PYTHONUNBUFFERED": "1"},
         ).start("/healthz")
+        deadline = time.monotonic() + 60.0
+        while self.workers > 1 and len(self.service.pids) < self.workers:
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"tokone: {len(self.service.pids)} of {self.workers} workers serving "
+                    f"after 60 s:\n{self.service.log_tail()}"
+                )
+            time.sleep(0.2)
         return self.service
 
     def stop(self) -> bool:

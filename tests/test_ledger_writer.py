@@ -18,6 +18,7 @@ from tokone.core.types import Call, Family, Principal
 from tokone.plugins.ledger import hooks
 from tokone.plugins.ledger import writer as ledger_writer
 from tokone.plugins.ledger.jobs import LeaseJob, Report, SettleJob, TrimJob
+from tokone.plugins.ledger.leases import Leases
 from tokone.plugins.ledger.writer import LedgerWriter
 
 
@@ -156,3 +157,36 @@ def test_a_database_that_cannot_take_the_hold_is_503(tmp_path, monkeypatch):
     with pytest.raises(GatewayError) as refused:
         asyncio.run(admit())
     assert refused.value.status == 503 and call.hold == 0
+
+
+def test_a_burst_on_one_account_grows_its_lease_a_few_times_not_once_per_16_calls(database):
+    """200 calls of one account arriving at once: the growths ask for every waiting call,
+    so the burst is admitted after a few database round trips instead of 13 in a row (each
+    growth used to cover 16 calls), which made the last call's admission wait for all."""
+    url, engine = database
+    gateway = SimpleNamespace(config=parse_config({}), engine=engine, state={})
+    principal = Principal(key_id=1, account_id=1, account_name="a", group="default")
+    calls = [
+        Call(f"r{i}", Family.OPENAI, "chat.completions", "m", raw=b"{}", principal=principal)
+        for i in range(200)
+    ]
+    growths: list[LeaseJob] = []
+
+    async def burst() -> None:
+        leases = Leases(gateway)
+        submit = leases.writer.submit
+        leases.writer.submit = lambda job: (
+            growths.append(job) if isinstance(job, LeaseJob) else None,
+            submit(job),
+        )
+        try:
+            pending = [leases.take(call, 2) for call in calls]
+            await asyncio.gather(*(p for p in pending if p is not None))
+        finally:
+            leases.stop()
+
+    asyncio.run(burst())
+    assert all(call.hold == 2 for call in calls)
+    assert len(growths) <= 3, [(job.need, job.want) for job in growths]
+    state = assert_ledger_consistent(url, "a")
+    assert state.held == 0 and state.balance == 1000  # stop() gave the lease back

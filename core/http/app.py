@@ -13,6 +13,7 @@ app-level handler in the route's family shape (the route's `opt["family"]`, else
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any, cast
 
 import structlog
@@ -120,7 +121,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
             readyz,
             *extra,
         ],
-        on_startup=[gateway.start],
+        on_startup=[gateway.start, freeze_startup_objects],
         on_shutdown=[gateway.stop],
         dependencies={"principal": Provide(principal)},
         exception_handlers={
@@ -139,3 +140,20 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
     prefixes = gemini_inference_prefixes(gateway)
     sockets = responses_ws_routes(gateway)
     return InferenceIngress(app, routes, config.server.max_body_bytes, prefixes, sockets)
+
+
+_FROZEN = [False]
+
+
+def freeze_startup_objects() -> None:
+    """Move what is alive once the gateway has started into the GC's permanent generation.
+
+    The app, its routes, plugins and caches (~150k objects) live as long as the process;
+    left in the collector's view, every full collection walks all of them: ~120 ms with the
+    event loop stopped on the 2-core bench machine, the chat_c1/chat_c32 p99 tail
+    (bench/README.md). Frozen, a full collection takes 2-4 ms. Once per process.
+    """
+    if not _FROZEN[0]:
+        _FROZEN[0] = True
+        gc.collect()
+        gc.freeze()

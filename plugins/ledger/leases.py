@@ -45,6 +45,8 @@ class Budget:
     """Asked back from the lease, not yet answered."""
     idle_since: float = 0.0
     growing: asyncio.Future[int | None] | None = None
+    waiting: int = 0
+    """Holds of the calls waiting for the lease to grow: the next growth asks for all of them."""
 
     @property
     def available(self) -> int:
@@ -83,6 +85,18 @@ class Leases:
         return self._take_after_growing(call, budget, amount)
 
     async def _take_after_growing(self, call: Call, budget: Budget, amount: int) -> None:
+        budget.waiting += amount
+        try:
+            await self._wait_for_room(call, budget, amount)
+        finally:
+            budget.waiting -= amount
+        budget.in_flight += amount
+        call.hold = amount
+
+    async def _wait_for_room(self, call: Call, budget: Budget, amount: int) -> None:
+        """Wait until the lease covers `amount`, growing it (one growth at a time per account)
+        by what every waiting call needs plus room for `LEASE_CALLS` more: a burst of N calls
+        then costs a few growths, not N / LEASE_CALLS of them one after another."""
         assert call.principal is not None
         for _ in range(LEASE_ATTEMPTS):
             while budget.growing is not None and not budget.growing.done():
@@ -90,17 +104,10 @@ class Leases:
             if budget.available >= amount:
                 break
             need = amount - budget.available
+            want = max(need, budget.waiting + amount * LEASE_CALLS - budget.available)
             budget.growing = self.loop.create_future()
             growing = budget.growing
-            self.writer.submit(
-                LeaseJob(
-                    call.principal.account_id,
-                    need,
-                    max(need, amount * LEASE_CALLS),
-                    growing,
-                    self.loop,
-                )
-            )
+            self.writer.submit(LeaseJob(call.principal.account_id, need, want, growing, self.loop))
             try:
                 granted = await asyncio.shield(growing)
             finally:
@@ -116,8 +123,6 @@ class Leases:
                 raise insufficient_balance()
         else:
             raise insufficient_balance()
-        budget.in_flight += amount
-        call.hold = amount
 
     def settle(self, account_id: int, hold: int, row: dict[str, Any]) -> None:
         """A call finished: its hold goes back to the lease, its cost waits to be written."""
