@@ -204,6 +204,13 @@ def migrated_sqlite_template() -> Path:
         return _TEMPLATE[0]
 
 
+def migrated_sqlite(path: Path) -> str:
+    """A new SQLite database at `path` with the migrated schema (a copy of the template);
+    its URL."""
+    shutil.copyfile(migrated_sqlite_template(), path)
+    return f"sqlite:///{path}"
+
+
 def seed_database(config_path: Path) -> None:
     """Give the config's SQLite database the migrated schema when the file does not exist yet
     (the way `tokone serve` would create it, without running the migrations again)."""
@@ -212,7 +219,7 @@ def seed_database(config_path: Path) -> None:
         return
     path = Path(url.removeprefix("sqlite:///"))
     if path.parent.is_dir() and not path.exists():
-        shutil.copyfile(migrated_sqlite_template(), path)
+        migrated_sqlite(path)
 
 
 class Gateway:

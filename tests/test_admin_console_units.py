@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import migrated_sqlite
 from tokone.core.config import load_config
 from tokone.core.domain import audit, codes, settings_store, users
 from tokone.core.domain.accounts import create_account
 from tokone.core.domain.errors import AccountError
 from tokone.core.gateway import Gateway
-from tokone.core.store.db import upgrade
 from tokone.plugins.console import admin_ops
 from tokone.plugins.console.settings import ConsoleConfig
 
@@ -22,8 +22,7 @@ POLICY = users.PasswordPolicy(min_length=10)
 @pytest.fixture
 def gateway(tmp_path: Path) -> Gateway:
     """A gateway object (not serving) on a fresh SQLite database."""
-    url = f"sqlite:///{tmp_path / 'a.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "a.db")
     config = tmp_path / "tokone.toml"
     config.write_text(
         f'[server]\nsecret = "s"\n[database]\nurl = "{url}"\n'

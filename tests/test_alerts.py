@@ -19,11 +19,11 @@ import httpx
 import openai
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import free_port, wait_until
+from conftest import free_port, migrated_sqlite, wait_until
 from ledger_checks import CHAT, database_url
 from sqlalchemy import text
 from test_key_limits import MOCK_COST, key_id_of
-from tokone.core.store.db import make_engine, upgrade
+from tokone.core.store.db import make_engine
 from tokone.plugins.alerts.settings import AlertSettings
 from tokone.plugins.alerts.worker import AlertWorker
 
@@ -293,8 +293,7 @@ def test_a_charge_written_after_the_first_scan_still_alerts(tmp_path):
     """The ledger writes charges behind the calls: a scan that reads the balance before the
     last charge landed must not forget the account, or its crossing is never alerted (seen
     on a loaded CI machine). In-process, the worker's scans and a late balance update."""
-    url = f"sqlite:///{tmp_path / 'alerts.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "alerts.db")
     engine = make_engine(url)
     with engine.begin() as conn:
         conn.execute(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from conftest import migrated_sqlite
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from tokone.core.domain import sessions, users
@@ -22,8 +23,7 @@ POLICY = users.PasswordPolicy(min_length=10)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    url = f"sqlite:///{tmp_path / 'c.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "c.db")
     return make_engine(url)
 
 
@@ -248,8 +248,7 @@ def test_payment_plugins_add_topup_methods(tmp_path: Path) -> None:
     from tokone.plugins.console.hookspecs import TopupMethod
     from tokone.plugins.console.pages import Console
 
-    url = f"sqlite:///{tmp_path / 't.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "t.db")
     gateway = Gateway(parse_config({"database": {"url": url}}))
     console = Console(gateway)
     Console(gateway)  # a second console on the same gateway adds the hook only once

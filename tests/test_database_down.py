@@ -14,7 +14,7 @@ import time
 
 import httpx
 import psycopg
-from conftest import POSTGRES_ADMIN_URL
+from conftest import POSTGRES_ADMIN_URL, migrated_sqlite
 from sqlalchemy import text
 from tokone.core.store.db import make_engine
 
@@ -143,13 +143,11 @@ def test_database_down_answers_503_then_recovers(make_gateway, postgres_url):
 
 
 def test_settlements_are_kept_while_the_database_is_away(tmp_path, monkeypatch):
-    from tokone.core.store.db import upgrade
     from tokone.plugins.ledger import writer as ledger_writer
     from tokone.plugins.ledger.jobs import Report, SettleJob
 
     monkeypatch.setattr(ledger_writer, "RETRY_DELAYS", ())
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "ledger.db")
     good = make_engine(url)
     with good.begin() as conn:
         conn.execute(

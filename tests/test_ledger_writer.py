@@ -9,11 +9,12 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from conftest import migrated_sqlite
 from ledger_checks import assert_ledger_consistent, read_ledger
 from sqlalchemy import text
 from tokone.core.config import parse_config
 from tokone.core.errors import GatewayError
-from tokone.core.store.db import make_engine, upgrade
+from tokone.core.store.db import make_engine
 from tokone.core.types import Call, Family, Principal
 from tokone.plugins.ledger import hooks
 from tokone.plugins.ledger import writer as ledger_writer
@@ -46,8 +47,7 @@ def usage_row(request_id: str, account_id: int, cost: int) -> dict:
 
 @pytest.fixture
 def database(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ledger.db'}"
-    upgrade(url)
+    url = migrated_sqlite(tmp_path / "ledger.db")
     engine = make_engine(url)
     with engine.begin() as conn:
         for name in ("a", "b"):
