@@ -13,6 +13,7 @@ app-level handler in the route's family shape (the route's `opt["family"]`, else
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 from typing import Any, cast
 
@@ -142,9 +143,7 @@ def create_app(config: Config, gateway: Gateway | None = None) -> ASGIApp:
     return InferenceIngress(app, routes, config.server.max_body_bytes, prefixes, sockets)
 
 
-_FROZEN = [False]
-
-
+@functools.cache  # once per process
 def freeze_startup_objects() -> None:
     """Move what is alive once the gateway has started into the GC's permanent generation.
 
@@ -153,7 +152,5 @@ def freeze_startup_objects() -> None:
     event loop stopped on the 2-core bench machine, the chat_c1/chat_c32 p99 tail
     (bench/README.md). Frozen, a full collection takes 2-4 ms. Once per process.
     """
-    if not _FROZEN[0]:
-        _FROZEN[0] = True
-        gc.collect()
-        gc.freeze()
+    gc.collect()
+    gc.freeze()
