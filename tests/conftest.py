@@ -1,7 +1,8 @@
 """Shared fixtures: real gateway processes on free ports, the fake upstream, fresh databases.
 
-Tests drive TokOne the way users do: `tokone serve` as a subprocess, the official SDKs (or
-httpx) as clients, the CLI for accounts and keys.
+Tests drive TokOne the way users do: `tokone serve` as a server process of its own (forked
+from a pre-imported interpreter: :mod:`gateway_process`), the official SDKs (or httpx) as
+clients, the CLI for accounts and keys.
 
 What a test module needs from here: the `gateway` fixture (one per module, from the module's
 `PROVIDERS`; tests use accounts of their own, :func:`new_key`) or `make_gateway` (one per
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import compileall
+import functools
 import json
 import os
 import secrets
@@ -35,10 +37,13 @@ import anthropic
 import httpx
 import openai
 import pytest
+import typer.main
+import typer.testing
 from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import gateway_process
 from fake_upstream import FakeUpstream
 from google import genai
 from google.genai import types as genai_types
@@ -46,6 +51,11 @@ from sqlalchemy import text
 from tokone.core.cli.main import app as cli_app
 from tokone.core.config import load_config
 from tokone.core.store.db import make_engine, upgrade
+
+typer.testing._get_command = functools.cache(typer.main.get_command)  # type: ignore[attr-defined]
+"""Typer's test runner builds the whole click command tree again on every `invoke` (about
+0.13 s of signature parsing for TokOne's CLI, and the tests invoke it thousands of times); the
+tree is the same each time (plugin commands are looked up when invoked), so build it once."""
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TOKONE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -180,10 +190,12 @@ def free_port() -> int:
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Byte-compile TokOne's own packages once. With PYTHONDONTWRITEBYTECODE set (as on this
     project's CI machine) every gateway and CLI process the tests start would otherwise
-    compile them from source again: about a quarter of a second of CPU each."""
+    compile them from source again: about a quarter of a second of CPU each. Then start the
+    fork server the gateways come from (:mod:`gateway_process`)."""
     root = Path(__file__).resolve().parent.parent
     for package in ("core", "plugins", "providers"):
         compileall.compile_dir(root / package, quiet=1)
+    gateway_process.warm_up()
 
 
 _TEMPLATE_LOCK = threading.Lock()
@@ -233,7 +245,7 @@ class Gateway:
         self.config_path = directory / "tokone.toml"
         self.config_path.write_text(config_text)
         seed_database(self.config_path)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: gateway_process.ForkedProcess | None = None
         self.log_path = directory / f"gateway-{port}.log"
         self.serving_port = port
 
@@ -244,23 +256,9 @@ class Gateway:
     def spawn(self, port: int | None = None) -> Gateway:
         """Start the server process (on `port`, else its own) without waiting for it."""
         self.serving_port = port = port or self.port
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tokone.core.cli.main",
-                "--config",
-                str(self.config_path),
-                "serve",
-                "--port",
-                str(port),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=self.directory,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        argv = ["--config", str(self.config_path), "serve", "--port", str(port)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.process = gateway_process.start(argv, self.directory, env, self.log_path)
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> Gateway:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import httpx
 from conftest import HELLO, provider
 from fake_upstream import FakeUpstream, reply_text
@@ -19,15 +20,16 @@ STREAMS = 300
 CHUNKS = 8
 
 
-async def stream_one(client: httpx.AsyncClient, url: str, key: str) -> tuple[int, str]:
+async def stream_one(client: aiohttp.ClientSession, url: str, key: str) -> tuple[int, str]:
     """One streamed chat completion: (status, the concatenated content or the error body)."""
     body = {"model": "gpt-4o-mini", "messages": HELLO, "stream": True, "max_tokens": 50}
     headers = {"authorization": f"Bearer {key}"}
-    async with client.stream("POST", url, json=body, headers=headers) as response:
-        if response.status_code != 200:
-            return response.status_code, (await response.aread()).decode()
+    async with client.post(url, json=body, headers=headers) as response:
+        if response.status != 200:
+            return response.status, await response.text()
         text = []
-        async for line in response.aiter_lines():
+        async for raw in response.content:
+            line = raw.decode().rstrip("\r\n")
             if line.startswith("data: ") and line != "data: [DONE]":
                 for choice in json.loads(line[6:]).get("choices", []):
                     text.append(choice.get("delta", {}).get("content") or "")
@@ -35,10 +37,11 @@ async def stream_one(client: httpx.AsyncClient, url: str, key: str) -> tuple[int
 
 
 async def many(url: str, key: str, count: int) -> list[tuple[int, str]]:
-    """`count` concurrent streams through the gateway, from a client with no pool cap."""
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    timeout = httpx.Timeout(30.0)
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+    """`count` concurrent streams through the gateway, from a client with no pool cap
+    (aiohttp: httpx's pool spends seconds of CPU on hundreds of connections at once)."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=30.0)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         return await asyncio.gather(*(stream_one(client, url, key) for _ in range(count)))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,11 +78,12 @@ def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
 
 
+@functools.cache
 def known_revisions() -> tuple[frozenset[str], str]:
     """Every revision the packaged migrations define, and the newest (the one head).
 
     Read from the `revision` / `down_revision` assignments of the files in versions/
-    (parsed, not imported: about a millisecond); alembic's own view is the same
+    (parsed, not imported: about 20 ms, once per process); alembic's own view is the same
     (tests/test_cli.py checks it).
     """
     revisions: dict[str, str | None] = {}
