@@ -203,3 +203,21 @@ def test_codes_and_usage(gateway, admin):
     assert usage["lines"][0]["model"] == "mock-1"
     assert admin.get("/usage", params={"since": "2999-01-01"}).json()["totals"]["requests"] == 0
     assert admin.get("/usage", params={"since": "yesterday"}).status_code == 400
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/usage?key=9803980210404412266381312",
+        "/audit?offset=9803980210404412266381312",
+        "/audit?limit=9034&offset=-1",
+        "/usage?key=0",
+    ],
+)
+def test_integers_too_large_for_the_database_are_400_not_500(gateway, admin, query):
+    """Found by schemathesis: a query integer past SQLite's 64 bits failed inside the
+    database driver (500); the parameters are bounded now, so it is a validation error."""
+    response = admin.get(query)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert admin.get("/usage").status_code == 200  # and the server is fine

@@ -10,8 +10,17 @@ import pytest
 import schemathesis
 from conftest import MOCK_PROVIDER, start_gateway
 from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import positive_data_acceptance
 
 ADMIN = {"Authorization": "Bearer admin-test-key"}
+CROSS_FIELD_RULES = {"GET /admin/usage"}
+"""Operations with a rule between parameters that OpenAPI cannot state (usage: `since` or
+`days`, not both, answered 400): schema-valid requests may be refused there."""
+
+
+def excluded(label: str) -> list:
+    """The checks not run on an operation."""
+    return [positive_data_acceptance] if label in CROSS_FIELD_RULES else []
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +40,7 @@ def test_admin_schema_is_truthful(admin_schema) -> None:
     for operation in operations:
 
         @settings(
-            max_examples=15,
+            max_examples=10,
             derandomize=True,
             deadline=None,
             database=None,
@@ -39,7 +48,7 @@ def test_admin_schema_is_truthful(admin_schema) -> None:
         )
         @given(operation.as_strategy())
         def check(case) -> None:
-            case.call_and_validate(headers=ADMIN)
+            case.call_and_validate(headers=ADMIN, excluded_checks=excluded(case.operation.label))
 
         try:
             check()

@@ -265,6 +265,21 @@ def test_next_cannot_redirect_off_site(page: Any, console_gateway: Gateway, targ
     page.wait_for_url(f"{console_gateway.url}/")
 
 
+def test_numbers_past_the_databases_integers_in_the_usage_query(
+    page: Any, console_gateway: Gateway
+) -> None:
+    """`?page=` or `?key=` larger than SQLite's 64-bit integers once failed inside the driver
+    (500): a page number is brought into range, a key filter is refused on the page."""
+    sign_up(page, "pager@example.com")
+    huge = "9" * 30
+    for path in (f"/usage?page={huge}", f"/usage?page=-{huge}"):
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
+    response = page.goto(f"/usage?key={huge}")
+    assert response is not None and response.status == 400
+    assert "key must be a key id" in (page.text_content(".alert.error") or "")
+
+
 def test_login_is_throttled_per_email(console_gateway: Gateway) -> None:
     with httpx.Client(base_url=console_gateway.url) as client:
         statuses = []

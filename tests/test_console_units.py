@@ -15,7 +15,14 @@ from tokone.core.domain.errors import AccountError
 from tokone.core.store.db import make_engine, upgrade
 from tokone.core.store.tables import ConsoleSession, LedgerEntry, User
 from tokone.plugins.console.charts import bar_chart
-from tokone.plugins.console.pages import _cell, money, safe_next
+from tokone.plugins.console.pages import (
+    MAX_PAGE,
+    _cell,
+    key_id_filter,
+    money,
+    page_number,
+    safe_next,
+)
 from tokone.plugins.console.settings import ConsoleConfig
 
 POLICY = users.PasswordPolicy(min_length=10)
@@ -263,3 +270,12 @@ def test_payment_plugins_add_topup_methods(tmp_path: Path) -> None:
     methods = console.topup_data(user)["methods"]
     assert methods == [TopupMethod("Card", "for p@example.com", "/pay/card")]
     gateway.engine.dispose()
+
+
+def test_usage_filters_keep_numbers_the_database_can_take():
+    """`?key=` and `?page=` as typed in a URL: no value reaches SQL past its integers."""
+    assert key_id_filter("") is None and key_id_filter(" 42 ") == 42
+    for bad in ("abc", "-1", "1.5", "²", "9" * 30, str(2**53 + 1)):
+        with pytest.raises(AccountError, match="key must be a key id"):
+            key_id_filter(bad)
+    assert [page_number(p) for p in (-(10**30), 0, 1, 7, 10**30)] == [1, 1, 1, 7, MAX_PAGE]

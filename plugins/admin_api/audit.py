@@ -48,7 +48,7 @@ class AuditController(Controller):
         since: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
         until: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
         limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=2**53)] = 0,
     ) -> list[AuditOut]:
         """Audit entries, newest first (`action` exact, or a prefix ending in `.`)."""
         start, end = time_range(since, until)

@@ -22,11 +22,14 @@ class UsageController(Controller):
         self,
         gateway: Gateway,
         account: str | None = None,
-        key: int | None = None,
+        key: Annotated[int | None, Parameter(ge=1, le=2**53)] = None,
         model: str | None = None,
         since: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
         until: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
-        days: Annotated[float | None, Parameter(gt=0, le=36_500)] = None,
+        # Litestar leaves `gt` out of an optional number's schema: said again for the docs.
+        days: Annotated[
+            float | None, Parameter(gt=0, le=36_500, schema_extra={"exclusiveMinimum": 0})
+        ] = None,
     ) -> dict[str, Any]:
         """Usage per account, key and model with totals (`since`/`until` ISO 8601, or `days`)."""
         start, end = time_range(since, until, days)

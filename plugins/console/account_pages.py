@@ -18,6 +18,7 @@ from tokone.plugins.console.pages import (
     _principal,
     calls_csv,
     money,
+    page_number,
 )
 
 
@@ -47,7 +48,7 @@ async def usage_page(
         return console.to_login(request)
     filters = {"since": since, "until": until, "key": key, "model": model}
     try:
-        data = await console.run(console.usage_data, user, filters, max(page, 1))
+        data = await console.run(console.usage_data, user, filters, page_number(page))
     except AccountError as exc:
         data = await console.run(console.usage_data, user, {}, 1)
         return console.render(

@@ -13,7 +13,7 @@ from tokone.core.domain.errors import AccountError
 from tokone.core.gateway import Gateway
 from tokone.plugins.console import admin_ops
 from tokone.plugins.console.admin_pages import AdminPages
-from tokone.plugins.console.pages import Console
+from tokone.plugins.console.pages import Console, page_number
 
 
 async def account_page(
@@ -48,7 +48,7 @@ async def accounts(
     page: int = 1,
 ) -> Response[Any]:
     """Accounts by name or user e-mail, paginated."""
-    data = await console.run(admin_ops.search_accounts, gateway, q, max(page, 1))
+    data = await console.run(admin_ops.search_accounts, gateway, q, page_number(page))
     return admin.page(
         request,
         "admin_accounts.html",

@@ -28,12 +28,11 @@ from litestar.handlers import BaseRouteHandler
 from sqlmodel import Session
 from tokone.core.domain import users
 from tokone.core.domain.accounts import get_account
-from tokone.core.domain.errors import AccountError
 from tokone.core.domain.usage_report import UsageFilter, usage_totals
 from tokone.core.gateway import Gateway
 from tokone.plugins.console import admin_ops, queries
 from tokone.plugins.console.charts import bar_chart
-from tokone.plugins.console.pages import Console, _day_range
+from tokone.plugins.console.pages import Console, _day_range, key_id_filter
 
 PREFIX = "/manage"
 ADMIN_NAV = (
@@ -99,10 +98,7 @@ class AdminPages:
         if name:
             with Session(self.gateway.engine) as session:
                 account_id = get_account(session, name).id
-        key_text = filters.get("key", "").strip()
-        if key_text and not key_text.isdigit():
-            raise AccountError("key must be a key id")
-        key_id = int(key_text) if key_text else None
+        key_id = key_id_filter(filters.get("key", ""))
         model = filters.get("model", "").strip() or None
         channel = filters.get("channel", "").strip() or None
         return (

@@ -16,7 +16,7 @@ from tokone.core.gateway import Gateway
 from tokone.plugins.console import admin_ops
 from tokone.plugins.console.admin_pages import ADMIN_CSV_COLUMNS, USAGE_FILTERS, AdminPages
 from tokone.plugins.console.mail import send_mail
-from tokone.plugins.console.pages import Console, calls_csv
+from tokone.plugins.console.pages import Console, calls_csv, page_number
 
 
 @get("/", include_in_schema=False)
@@ -33,7 +33,7 @@ async def usage(admin: AdminPages, request: Request[Any, Any, Any], page: int = 
     """Every account's calls: filters, totals, chart, pages."""
     filters = {k: request.query_params.get(k, "") for k in USAGE_FILTERS}
     try:
-        data = await admin.usage_data(filters, max(page, 1))
+        data = await admin.usage_data(filters, page_number(page))
     except AccountError as exc:
         data = await admin.usage_data({}, 1)
         return admin.page(
@@ -76,7 +76,7 @@ async def audit_page(
 ) -> Response[Any]:
     """Who did what, when, from where, with the values before and after."""
     wanted = audit.AuditFilter(actor=actor.strip(), action=action.strip(), target=target.strip())
-    page = max(page, 1)
+    page = page_number(page)
     rows = await console.run(
         audit.list_entries,
         gateway.engine,

@@ -89,6 +89,29 @@ def _template_source(name: str) -> str:
     return files("tokone.plugins.console").joinpath("templates", name).read_text("utf-8")
 
 
+MAX_ID = 2**53
+"""The largest row id a filter accepts (the admin API's bound too)."""
+MAX_PAGE = 1_000_000
+"""The highest page number a listing serves (a larger one shows that page: its SQL offset
+must stay an integer the database takes)."""
+
+
+def page_number(page: int) -> int:
+    """A `?page=` number brought into 1..MAX_PAGE."""
+    return min(max(page, 1), MAX_PAGE)
+
+
+def key_id_filter(text: str) -> int | None:
+    """The `?key=` filter of a usage page: a key id, or None when empty (AccountError 400
+    for anything else, a number past any id included)."""
+    text = text.strip()
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and int(text) <= MAX_ID):
+        raise AccountError("key must be a key id")
+    return int(text)
+
+
 def money(micro: int | None) -> str:
     """Micro-units as an amount: two decimals at least, six at most, no trailing zeros."""
     text = format_amount(int(micro or 0))
@@ -546,12 +569,8 @@ class Console:
     def call_filter(self, user: User, filters: dict[str, str]) -> queries.CallFilter:
         """The usage filters of a query string, for the user's account."""
         since, until = _day_range(filters.get("since", ""), filters.get("until", ""))
-        key_text = filters.get("key", "").strip()
-        key_id = None
-        if key_text:
-            if not key_text.isdigit():
-                raise AccountError("key must be a key id")
-            key_id = self.own_key(user, int(key_text)).id
+        wanted = key_id_filter(filters.get("key", ""))
+        key_id = None if wanted is None else self.own_key(user, wanted).id
         return queries.CallFilter(
             user.account_id, key_id, filters.get("model", "").strip() or None, since, until
         )
