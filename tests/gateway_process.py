@@ -85,13 +85,8 @@ class ForkedProcess:
         self.pid = process.pid
         self.args = process.name
 
-    @property
-    def returncode(self) -> int | None:
-        """The exit status (negative: the signal), None while it runs."""
-        return self._process.exitcode
-
     def poll(self) -> int | None:
-        """The exit status if the process has ended, else None."""
+        """The exit status if the process has ended (negative: the signal), else None."""
         return self._process.exitcode
 
     def send_signal(self, sig: int) -> None:

@@ -14,7 +14,7 @@ from litestar.params import Parameter
 from tokone.core.domain.audit import AuditFilter, entry_dict, list_entries
 from tokone.core.domain.usage_report import time_range
 from tokone.core.gateway import Gateway
-from tokone.plugins.admin_api.bodies import ISO_DATE
+from tokone.plugins.admin_api.bodies import ISO_DATE, MAX_INTEGER
 from tokone.plugins.admin_api.shared import ERRORS
 
 
@@ -48,7 +48,7 @@ class AuditController(Controller):
         since: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
         until: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
         limit: Annotated[int, Parameter(ge=1, le=10_000)] = 100,
-        offset: Annotated[int, Parameter(ge=0, le=2**53)] = 0,
+        offset: Annotated[int, Parameter(ge=0, le=MAX_INTEGER)] = 0,
     ) -> list[AuditOut]:
         """Audit entries, newest first (`action` exact, or a prefix ending in `.`)."""
         start, end = time_range(since, until)

@@ -40,8 +40,11 @@ ISO_DATE = (
     r"([T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?)?$"
 )
 """`since` / `until`: an ISO 8601 date or date and time (UTC)."""
-KeyId = Annotated[int, Parameter(ge=1, le=2**53)]
-CodeId = Annotated[int, Parameter(ge=1, le=2**53)]
+MAX_INTEGER = 2**53
+"""The largest row id or offset a path or query parameter takes (exact as a JSON number, and
+well inside the database's 64-bit integers)."""
+KeyId = Annotated[int, Parameter(ge=1, le=MAX_INTEGER)]
+CodeId = Annotated[int, Parameter(ge=1, le=MAX_INTEGER)]
 POSITIVE_AMOUNT = Schema(
     one_of=[
         Schema(type=OpenAPIType.STRING, pattern=POSITIVE_PATTERN),

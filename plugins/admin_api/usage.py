@@ -8,7 +8,7 @@ from litestar import Controller, get
 from litestar.params import Parameter
 from tokone.core.domain.usage_report import UsageFilter, time_range, usage_report
 from tokone.core.gateway import Gateway
-from tokone.plugins.admin_api.bodies import ISO_DATE
+from tokone.plugins.admin_api.bodies import ISO_DATE, MAX_INTEGER
 from tokone.plugins.admin_api.shared import ERRORS
 
 
@@ -22,7 +22,7 @@ class UsageController(Controller):
         self,
         gateway: Gateway,
         account: str | None = None,
-        key: Annotated[int | None, Parameter(ge=1, le=2**53)] = None,
+        key: Annotated[int | None, Parameter(ge=1, le=MAX_INTEGER)] = None,
         model: str | None = None,
         since: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,
         until: Annotated[str | None, Parameter(pattern=ISO_DATE)] = None,

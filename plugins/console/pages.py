@@ -90,7 +90,7 @@ def _template_source(name: str) -> str:
 
 
 MAX_ID = 2**53
-"""The largest row id a filter accepts (the admin API's bound too)."""
+"""The largest row id a filter accepts (the admin API's `MAX_INTEGER` too)."""
 MAX_PAGE = 1_000_000
 """The highest page number a listing serves (a larger one shows that page: its SQL offset
 must stay an integer the database takes)."""
