@@ -14,6 +14,7 @@ tokone.core.cli.main …`), and `test_cli.py` always starts the installed `tokon
 
 from __future__ import annotations
 
+import gc
 import importlib
 import multiprocessing
 import os
@@ -60,6 +61,9 @@ def warm_up() -> None:
 
 def _serve(argv: list[str], cwd: str, env: dict[str, str], log: str) -> None:
     """The forked child: become `tokone ARGV` run in `cwd` with `env`, writing to `log`."""
+    # What the fork server imported (pytest's modules among them) is never garbage here: out
+    # of the collector's reach, as a new interpreter's modules would not be there at all.
+    gc.freeze()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
